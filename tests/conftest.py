@@ -1,0 +1,26 @@
+"""Shared tiny fixtures: every test builds what it needs in tmp_path from the embedded corpus."""
+
+from __future__ import annotations
+
+import pytest
+
+from scratchllm.data import load_corpus
+
+
+@pytest.fixture(scope="session")
+def shakespeare_text() -> str:
+    """The whole embedded corpus (5 MB), loaded once per session."""
+    return load_corpus("shakespeare").text
+
+
+@pytest.fixture(scope="session")
+def tiny_text(shakespeare_text) -> str:
+    """About 20 KB of Shakespeare: enough for a tokenizer or a few training steps in seconds."""
+    return shakespeare_text[:20_000]
+
+
+@pytest.fixture
+def tiny_corpus_file(tmp_path, tiny_text):
+    path = tmp_path / "tiny.txt"
+    path.write_text(tiny_text, encoding="utf-8")
+    return path
