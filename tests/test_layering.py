@@ -16,7 +16,8 @@ LAYERS = {
     "train": 4,
     "viz": 5, "lr_find": 5, "speedrun": 5,
     "report": 6,
-    "cli": 7,
+    "quickstart": 7,
+    "cli": 8,
 }
 EXEMPT = {"__init__", "__main__", "assets"}
 PACKAGE = Path(scratchllm.__file__).parent
