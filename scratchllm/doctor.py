@@ -1,0 +1,388 @@
+"""The run doctor: name what went wrong in a training run, with the run's own numbers as evidence.
+
+Each rule reads plain records (the dicts of metrics.jsonl / samples.jsonl, the resolved config.json) and returns
+`Finding`s: symptom, evidence, likely cause and fix. `check_step` is the cheap live rule the trainer calls after each
+logged step (divergence only); `diagnose` runs every rule on a finished run; `diagnose_run` reads a run folder and
+writes doctor.json. This module does not train, plot or roll back: train.py acts on a divergence finding.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from scratchllm.config import InputError, write_json
+
+
+@dataclass
+class Finding:
+    """One diagnosed problem in a run."""
+
+    rule: str
+    """Which rule fired: divergence, not_decreasing, repetition, too_slow, overfitting."""
+    severity: str
+    """"error" (the run is broken), "warning" (it works, badly) or "info" (worth knowing)."""
+    symptom: str
+    """What the user sees, in one sentence."""
+    evidence: str
+    """The numbers from this run that show it."""
+    cause: str
+    """The likely cause."""
+    fix: str
+    """What to change, as concrete settings where possible."""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Where each rule fires; the values were measured on tiny real runs (see tests/test_doctor_runs.py)."""
+
+    explode_ratio: float = 3.0
+    """Divergence: loss above this multiple of the best loss so far (healthy tiny runs peak at 1.0x after step 0)."""
+    explode_margin: float = 2.0
+    """Divergence: and at least this many nats above the best loss so far (so tiny late losses may still wobble)."""
+    grad_ratio: float = 50.0
+    """Divergence: grad norm above this multiple of the median of the previous `grad_window` grad norms."""
+    grad_window: int = 10
+    """Divergence: how many previous records the grad-norm median looks at (needs at least half of them)."""
+    plateau_min_records: int = 10
+    """Not decreasing: how many train records are needed before judging."""
+    plateau_rel_drop: float = 0.02
+    """Not decreasing: smoothed loss fell by less than this fraction of its start."""
+    repeat_4gram: float = 0.5
+    """Repetition: share of repeated word 4-grams in a sample above this."""
+    distinct_words: float = 0.2
+    """Repetition: or distinct-word ratio below this (over samples of at least `repeat_min_words` words)."""
+    repeat_min_words: int = 20
+    """Repetition: shorter samples are not judged."""
+    small_n_embd: int = 256
+    """Repetition: models this wide or narrower are 'small' and get the widen-the-model advice."""
+    overfit_gap: float = 0.15
+    """Overfitting: val - train loss gap (nats) at the last eval above this..."""
+    overfit_growth: float = 0.1
+    """Overfitting: ...and grown by at least this much since its smallest value."""
+    slow_mfu: float = 0.05
+    """Too slow: model FLOPs utilisation below this (nanoGPT's CPU baby GPT reaches ~0.4 of fp32 peak)."""
+
+
+DEFAULT = Thresholds()
+
+
+def _finite(x) -> bool:
+    return x is not None and isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def _train(records: list[dict]) -> list[dict]:
+    return [r for r in records if r.get("kind", "train") == "train"]
+
+
+def _divergence(symptom: str, evidence: str) -> Finding:
+    return Finding(
+        rule="divergence",
+        severity="error",
+        symptom=symptom,
+        evidence=evidence,
+        cause="the learning rate is too high for this model and batch (or gradients are not clipped)",
+        fix="lower the LR (e.g. halve train.lr) and clip gradients (grad clip 1.0); "
+        "run `scratchllm lr-find` to pick an LR",
+    )
+
+
+def _nonfinite(rec: dict) -> Finding | None:
+    for key in ("loss", "grad_norm"):
+        value = rec.get(key)
+        if value is not None and not _finite(value):
+            evidence = f"{key}={value} at step {rec.get('step')}"
+            return _divergence(f"{key} became {value} (not a finite number)", evidence)
+    return None
+
+
+def _exploding_loss(rec: dict, best: tuple[float, int] | None, th: Thresholds) -> Finding | None:
+    loss = rec.get("loss")
+    if best is None or not _finite(loss):
+        return None
+    low, low_step = best
+    if loss > low * th.explode_ratio and loss - low > th.explode_margin:
+        evidence = (f"loss {loss:.3g} at step {rec.get('step')} vs best {low:.3g} at step {low_step} "
+                    f"({loss / low:.1f}x; threshold {th.explode_ratio}x and +{th.explode_margin} nats)")
+        return _divergence("the loss exploded", evidence)
+    return None
+
+
+def _median(values: list[float]) -> float:
+    values = sorted(values)
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+
+def _exploding_grad(rec: dict, prev: list[dict], th: Thresholds) -> Finding | None:
+    norms = [r["grad_norm"] for r in prev[-th.grad_window:] if _finite(r.get("grad_norm"))]
+    norm = rec.get("grad_norm")
+    if len(norms) < max(2, th.grad_window // 2) or not _finite(norm):
+        return None
+    typical = _median(norms)
+    if typical > 0 and norm > th.grad_ratio * typical:
+        evidence = (f"grad norm {norm:.3g} at step {rec.get('step')} vs median {typical:.3g} of the previous "
+                    f"{len(norms)} steps ({norm / typical:.0f}x; threshold {th.grad_ratio:.0f}x)")
+        return _divergence("the gradient norm exploded", evidence)
+    return None
+
+
+def _best(train: list[dict]) -> tuple[float, int] | None:
+    losses = [(r["loss"], r.get("step")) for r in train if _finite(r.get("loss"))]
+    return min(losses, key=lambda x: x[0]) if losses else None
+
+
+def _judge(rec: dict, prev: list[dict], best: tuple[float, int] | None, th: Thresholds) -> Finding | None:
+    return _nonfinite(rec) or _exploding_loss(rec, best, th) or _exploding_grad(rec, prev, th)
+
+
+def check_step(history: list[dict], th: Thresholds = DEFAULT) -> Finding | None:
+    """Live divergence check: judge the last train record against those before it.
+
+    Returns a Finding with rule "divergence" for a non-finite loss or grad norm, a loss far above its best so far
+    (`explode_ratio` times and `explode_margin` nats), or a grad norm far above its recent median (`grad_ratio`);
+    None otherwise. Example: losses [5.7, 5.2, 4.9, 31.0] -> divergence (31.0 > 3 x 4.9 and > 4.9 + 2).
+    """
+    train = _train(history)
+    if not train:
+        return None
+    return _judge(train[-1], train[:-1], _best(train[:-1]), th)
+
+
+def _first_divergence(train: list[dict], th: Thresholds) -> Finding | None:
+    """Replay the live check over a whole history in one pass (running best loss)."""
+    best = None
+    for i, rec in enumerate(train):
+        finding = _judge(rec, train[max(0, i - th.grad_window):i], best, th)
+        if finding:
+            return finding
+        if _finite(rec.get("loss")) and (best is None or rec["loss"] < best[0]):
+            best = (rec["loss"], rec.get("step"))
+    return None
+
+
+def _events(metrics: list[dict], name: str) -> list[dict]:
+    return [r for r in metrics if r.get("kind") == "event" and r.get("event") == name]
+
+
+def _rollbacks(events: list[dict]) -> Finding:
+    steps = ", ".join(str(e.get("step")) for e in events)
+    return Finding(
+        rule="divergence",
+        severity="warning",
+        symptom=f"training diverged and was rolled back {len(events)} time(s), halving the LR each time",
+        evidence=f"rollback at step(s) {steps}; last: {events[-1].get('message', '')}",
+        cause="the learning rate was too high for this model and batch",
+        fix="start the next run at the LR training ended on (or lower) and keep gradient clipping on",
+    )
+
+
+def rule_divergence(metrics: list[dict], th: Thresholds = DEFAULT) -> list[Finding]:
+    """Rollbacks are reported as a warning; a divergence nobody recovered from (no rollback, or the run still
+    diverged at its end) as an error."""
+    train, rollbacks = _train(metrics), _events(metrics, "rollback")
+    if not rollbacks:
+        first = _first_divergence(train, th)
+        return [first] if first else []
+    found = [_rollbacks(rollbacks)]
+    last = check_step(train, th) if train else None
+    return found + ([last] if last else [])
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+def _lr_cause(start: float, end: float, peak_lr: float | None) -> str:
+    if end > start:
+        return "the learning rate is likely too high: the loss went up instead of down"
+    if peak_lr is not None and peak_lr < 1e-5:
+        return f"the learning rate is likely too low: peak LR {peak_lr:.2g} barely moves the weights"
+    return "the learning rate is too low (updates too small) or too high (updates bounce around the minimum)"
+
+
+def rule_not_decreasing(metrics: list[dict], th: Thresholds = DEFAULT) -> list[Finding]:
+    """The median loss of the last fifth of training against the first fifth (medians, so that a spike rolled back
+    does not count as progress); fires below `plateau_rel_drop`."""
+    losses = [r["loss"] for r in _train(metrics) if _finite(r.get("loss"))]
+    if len(losses) < th.plateau_min_records:
+        return []
+    k = max(3, len(losses) // 5)
+    start, end = _median(losses[:k]), _median(losses[-k:])
+    drop = (start - end) / abs(start) if start else 0.0
+    if drop >= th.plateau_rel_drop:
+        return []
+    lrs = [r["lr"] for r in _train(metrics) if _finite(r.get("lr"))]
+    peak_lr = max(lrs) if lrs else None
+    return [Finding(
+        rule="not_decreasing",
+        severity="error",
+        symptom="the loss is not decreasing",
+        evidence=(f"median loss {start:.4g} over the first {k} logged steps, {end:.4g} over the last {k} "
+                  f"({drop:+.2%} drop; threshold {th.plateau_rel_drop:.0%}); peak LR {peak_lr:.3g}"
+                  if peak_lr is not None else f"median loss {start:.4g} -> {end:.4g} ({drop:+.2%} drop)"),
+        cause=_lr_cause(start, end, peak_lr),
+        fix="run `scratchllm lr-find` with the same config and use its suggested LR, "
+        "or sweep the LR by factors of 10 (e.g. 1e-4, 1e-3, 1e-2)",
+    )]
+
+
+_WORD = re.compile(r"\w+|[^\w\s]")
+
+
+def repetition(text: str, n: int = 4) -> tuple[float, float, int]:
+    """(share of repeated word n-grams, distinct-word ratio, number of words) of a text.
+
+    Example: "a b a b a b" -> words 6, 4-grams (a b a b), (b a b a), (a b a b): 1 of 3 repeated -> (0.33, 0.33, 6).
+    """
+    words = _WORD.findall(text)
+    if len(words) < n:
+        return 0.0, 1.0, len(words)
+    grams = [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
+    return 1 - len(set(grams)) / len(grams), len(set(words)) / len(words), len(words)
+
+
+def _repetition_fix(n_embd: int | None, th: Thresholds) -> str:
+    if n_embd is not None and n_embd <= th.small_n_embd:
+        return (f"widen the model: model.n_embd {n_embd} -> {max(384, 3 * n_embd)} (keep n_embd divisible by "
+                "n_head), and train longer; sampling with temperature 0.8-1.0 and top_k helps a little")
+    return "train longer or on more data; sample with temperature 0.8-1.0 and top_k/top_p rather than greedily"
+
+
+def rule_repetition(samples: list[dict], config: dict, th: Thresholds = DEFAULT) -> list[Finding]:
+    """Judge the samples of the last step: repeated word 4-grams or too few distinct words."""
+    if not samples:
+        return []
+    last = max(s.get("step", 0) for s in samples)
+    stats = [repetition(s.get("text", "")) for s in samples if s.get("step", 0) == last]
+    stats = [x for x in stats if x[2] >= th.repeat_min_words]
+    if not stats:
+        return []
+    rep, distinct = _mean([x[0] for x in stats]), _mean([x[1] for x in stats])
+    if rep <= th.repeat_4gram and distinct >= th.distinct_words:
+        return []
+    n_embd = config.get("model", {}).get("n_embd")
+    return [Finding(
+        rule="repetition",
+        severity="warning",
+        symptom="the samples repeat themselves (gibberish loops)",
+        evidence=(f"samples at step {last}: {rep:.0%} of word 4-grams are repeats (threshold "
+                  f"{th.repeat_4gram:.0%}), {distinct:.0%} distinct words (threshold {th.distinct_words:.0%})"
+                  + (f"; n_embd={n_embd}" if n_embd else "")),
+        cause="the model is too small or undertrained to hold longer-range context, so it falls into loops",
+        fix=_repetition_fix(n_embd, th),
+    )]
+
+
+def rule_overfitting(metrics: list[dict], th: Thresholds = DEFAULT) -> list[Finding]:
+    """The val - train loss gap at the last eval, against its smallest value over the run."""
+    evals = [r for r in metrics if r.get("kind") == "eval" and _finite(r.get("val_loss"))
+             and _finite(r.get("train_loss"))]
+    if len(evals) < 2:
+        return []
+    gaps = [r["val_loss"] - r["train_loss"] for r in evals]
+    low = min(range(len(gaps)), key=gaps.__getitem__)
+    if gaps[-1] <= th.overfit_gap or gaps[-1] - gaps[low] < th.overfit_growth:
+        return []
+    best_val = min(evals, key=lambda r: r["val_loss"])
+    return [Finding(
+        rule="overfitting",
+        severity="warning",
+        symptom="the model is memorising the training text: val loss pulls away from train loss",
+        evidence=(f"val - train gap {gaps[low]:.3f} nats at step {evals[low].get('step')} -> {gaps[-1]:.3f} at step "
+                  f"{evals[-1].get('step')} (threshold {th.overfit_gap}); best val loss {best_val['val_loss']:.3f} "
+                  f"at step {best_val.get('step')}, last {evals[-1]['val_loss']:.3f}"),
+        cause="too many passes over too little data for this model size",
+        fix="add dropout (model.dropout=0.1-0.2), use more data, a smaller model, or stop at the best-val step",
+    )]
+
+
+def _goal(config: dict) -> tuple[int | None, float | None]:
+    """(planned steps, time budget in seconds) from the resolved config, where it sets them."""
+    train = config.get("train", {})
+    steps = train.get("max_steps") or train.get("steps")
+    minutes = train.get("max_minutes") or train.get("minutes")
+    budget = train.get("time_budget_s") or (minutes * 60 if minutes else None)
+    return steps, budget
+
+
+_SPEED_FIX = ("use bf16 autocast (fast on GPUs and on CPUs with AMX; on small CPU models it can be slower), "
+              "torch.compile for models wider than ~256, a larger batch per step, and DistributedDataParallel "
+              "(`scratchllm train --nproc N`) on several GPUs; or shrink the goal (fewer steps, a smaller model)")
+
+
+def _eta(last: dict, planned: int) -> float | None:
+    step, elapsed = last.get("step"), last.get("elapsed_s")
+    if not (_finite(step) and _finite(elapsed)) or step <= 0:
+        return None
+    return (planned - step) * elapsed / step
+
+
+def rule_too_slow(metrics: list[dict], config: dict, th: Thresholds = DEFAULT) -> list[Finding]:
+    """Fires when the planned steps cannot fit the time budget at the measured speed (warning), or when the model
+    FLOPs utilisation is far below what this hardware reaches (info)."""
+    train = [r for r in _train(metrics) if _finite(r.get("elapsed_s"))]
+    if len(train) < 2:
+        return []
+    last, (planned, budget) = train[-1], _goal(config)
+    speed = f"{last.get('tokens_per_s', float('nan')):,.0f} tokens/s at step {last.get('step')}"
+    eta = _eta(last, planned) if planned else None
+    if eta is not None and budget and last["elapsed_s"] + eta > budget * 1.05:
+        total = last["elapsed_s"] + eta
+        return [Finding(
+            rule="too_slow", severity="warning", symptom="training is too slow to reach its planned steps in time",
+            evidence=f"{speed}; {planned} steps need ~{total / 60:.1f} min, the budget is {budget / 60:.1f} min",
+            cause="the model, batch or context is too large for this hardware at its current speed",
+            fix=_SPEED_FIX)]
+    mfu = last.get("mfu")
+    if _finite(mfu) and 0 < mfu < th.slow_mfu:
+        return [Finding(
+            rule="too_slow", severity="info", symptom="the hardware is mostly idle during training",
+            evidence=f"{speed}; model FLOPs utilisation {mfu:.1%} (threshold {th.slow_mfu:.0%})",
+            cause="small matrices, Python overhead or data loading dominate each step", fix=_SPEED_FIX)]
+    return []
+
+
+def diagnose(metrics: list[dict], samples: list[dict], config: dict, th: Thresholds = DEFAULT) -> list[Finding]:
+    """Run every rule on a run's records; errors first, then warnings, then info. Pure: reads nothing."""
+    found = (rule_divergence(metrics, th) + rule_not_decreasing(metrics, th) + rule_overfitting(metrics, th)
+             + rule_repetition(samples, config, th) + rule_too_slow(metrics, config, th))
+    order = {"error": 0, "warning": 1, "info": 2}
+    return sorted(found, key=lambda f: order.get(f.severity, 3))
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    records = []
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            raise InputError(f"{path}: line {i} is not valid JSON") from None
+    return records
+
+
+def read_run(run_dir) -> tuple[list[dict], list[dict], dict]:
+    """(metrics, samples, config) of a run folder; a missing metrics.jsonl is an InputError naming it."""
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise InputError(f"run folder not found: {run}")
+    if not (run / "metrics.jsonl").is_file():
+        raise InputError(f"{run} has no metrics.jsonl: is it a run folder written by `scratchllm train`?")
+    samples = _read_jsonl(run / "samples.jsonl") if (run / "samples.jsonl").is_file() else []
+    config = json.loads((run / "config.json").read_text()) if (run / "config.json").is_file() else {}
+    return _read_jsonl(run / "metrics.jsonl"), samples, config
+
+
+def diagnose_run(run_dir, th: Thresholds = DEFAULT) -> list[Finding]:
+    """Diagnose a run folder and write its findings to RUN/doctor.json (atomically)."""
+    findings = diagnose(*read_run(run_dir), th)
+    write_json(Path(run_dir) / "doctor.json", [f.to_dict() for f in findings])
+    return findings
