@@ -188,3 +188,15 @@ def test_diagnose_run_names_missing_or_broken_files(tmp_path):
     (tmp_path / "metrics.jsonl").write_text('{"kind": "train"\n')
     with pytest.raises(InputError, match="line 1"):
         diagnose_run(tmp_path)
+
+
+def test_doctor_cli_prints_a_table_and_exits_2_on_missing_files(tmp_path, capsys):
+    from scratchllm.cli import main
+
+    assert main(["doctor", str(tmp_path)]) == 2
+    assert "no metrics.jsonl" in capsys.readouterr().err
+    lines = [json.dumps(r) for r in _train([5.7] * 30, lr=1e-7)]
+    (tmp_path / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    assert main(["doctor", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "not_decreasing" in out and "lr-find" in out and (tmp_path / "doctor.json").is_file()
