@@ -357,7 +357,8 @@ def diagnose(metrics: list[dict], samples: list[dict], config: dict, th: Thresho
     return sorted(found, key=lambda f: order.get(f.severity, 3))
 
 
-def _read_jsonl(path: Path) -> list[dict]:
+def read_jsonl(path: Path) -> list[dict]:
+    """The records of a JSON-lines file; a broken line is an InputError naming it."""
     records = []
     for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
@@ -376,9 +377,9 @@ def read_run(run_dir) -> tuple[list[dict], list[dict], dict]:
         raise InputError(f"run folder not found: {run}")
     if not (run / "metrics.jsonl").is_file():
         raise InputError(f"{run} has no metrics.jsonl: is it a run folder written by `scratchllm train`?")
-    samples = _read_jsonl(run / "samples.jsonl") if (run / "samples.jsonl").is_file() else []
+    samples = read_jsonl(run / "samples.jsonl") if (run / "samples.jsonl").is_file() else []
     config = json.loads((run / "config.json").read_text()) if (run / "config.json").is_file() else {}
-    return _read_jsonl(run / "metrics.jsonl"), samples, config
+    return read_jsonl(run / "metrics.jsonl"), samples, config
 
 
 def diagnose_run(run_dir, th: Thresholds = DEFAULT) -> list[Finding]:

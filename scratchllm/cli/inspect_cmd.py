@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import textwrap
 
 
@@ -28,6 +29,19 @@ def _run_doctor(args) -> int:
     return 0
 
 
+def _run_viz(args) -> int:
+    from scratchllm.viz import render_all
+
+    notes: list[str] = []
+    paths = render_all(args.run_dir, notes)
+    for path in paths:
+        print(path)
+    for note in notes:
+        print(note, file=sys.stderr)
+    print(f"{len(paths)} files written, {len(notes)} figure(s) skipped", file=sys.stderr)
+    return 0
+
+
 def register(sub) -> None:
     """Add this group's subcommands to the top-level parser."""
     doctor = sub.add_parser(
@@ -37,3 +51,9 @@ def register(sub) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     doctor.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by `scratchllm train`")
     doctor.set_defaults(func=_run_doctor)
+    viz = sub.add_parser(
+        "viz", help="draw a run's figures: loss, attention heatmaps and evolution, Q/K/V pipeline, embeddings",
+        description="Draw every figure of a run into RUN_DIR/figures/ (PNG + SVG, and an animated GIF of "
+        "attention); figures whose inputs are missing are skipped with a note. Example: scratchllm viz runs/demo")
+    viz.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by `scratchllm train`")
+    viz.set_defaults(func=_run_viz)

@@ -1,0 +1,470 @@
+"""Pictures of one run, drawn from its folder: loss and LR curves, attention heatmaps and how they evolve, the
+attention pipeline of one head, token embeddings (PCA) and how each tokenizer splits a sentence.
+
+Reads only the run folder (metrics.jsonl, attention/, checkpoints/latest/, tokenizer.json) and writes figures/ as
+PNG + SVG (plus one GIF) through atomic writes. It neither trains nor records: train.py writes the attention records
+drawn here. A figure whose inputs are missing is skipped with a note, never a crash.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import re
+import warnings
+import zipfile
+from pathlib import Path
+
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.animation import PillowWriter
+from matplotlib.figure import Figure
+from matplotlib.patches import FancyBboxPatch
+
+from scratchllm.config import InputError, atomic_write_bytes
+
+DEFAULT_SENTENCE = "To be, or not to be, that is the question."
+MAX_EVOLUTION_STEPS = 6
+MAX_GIF_FRAMES = 30
+MAX_PANEL_HEADS = 8
+
+
+class Skip(Exception):
+    """A figure cannot be drawn because its inputs are missing; the message says which."""
+
+
+def _save(fig: Figure, out: Path, name: str) -> list[Path]:
+    """Write `fig` as out/name.png and out/name.svg, each atomically."""
+    paths = []
+    for ext in ("png", "svg"):
+        buf = io.BytesIO()
+        fig.savefig(buf, format=ext, dpi=130, bbox_inches="tight")
+        atomic_write_bytes(out / f"{name}.{ext}", buf.getvalue())
+        paths.append(out / f"{name}.{ext}")
+    return paths
+
+
+def _finite(x) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def _records(run: Path) -> list[dict]:
+    from scratchllm.doctor import read_jsonl
+
+    if not (run / "metrics.jsonl").is_file():
+        raise Skip("no metrics.jsonl")
+    return read_jsonl(run / "metrics.jsonl")
+
+
+# ---------------------------------------------------------------- loss curves
+
+
+def _plot_rollbacks(ax, metrics: list[dict]) -> None:
+    steps = [r.get("step") for r in metrics if r.get("kind") == "event" and r.get("event") == "rollback"]
+    for i, step in enumerate(steps):
+        ax.axvline(step, color="crimson", ls=":", lw=1.2, label="rollback (diverged)" if i == 0 else None)
+
+
+def _clip_spikes(ax, losses: list[float]) -> None:
+    """Keep a divergence spike from flattening the rest of the curve."""
+    top = 1.3 * losses[0]
+    if max(losses) > top:
+        ax.set_ylim(min(losses) * 0.95, top)
+        ax.text(0.99, 0.98, f"spikes up to {max(losses):.3g} clipped", transform=ax.transAxes, ha="right",
+                va="top", fontsize=8, color="crimson")
+
+
+def plot_loss(run: Path, out: Path) -> list[Path]:
+    """Train loss per step, train/val loss at each eval, rollbacks, and the LR schedule on a twin axis."""
+    metrics = _records(run)
+    train = [r for r in metrics if r.get("kind") == "train" and _finite(r.get("loss"))]
+    evals = [r for r in metrics if r.get("kind") == "eval" and _finite(r.get("val_loss"))]
+    if not train:
+        raise Skip("no finite train losses in metrics.jsonl")
+    fig = Figure(figsize=(8, 4.5))
+    ax = fig.add_subplot()
+    ax.plot([r["step"] for r in train], [r["loss"] for r in train], lw=1, alpha=0.7, label="train loss (batch)")
+    if evals:
+        steps = [r["step"] for r in evals]
+        ax.plot(steps, [r["val_loss"] for r in evals], "o-", label="val loss")
+        ax.plot(steps, [r.get("train_loss") for r in evals], "s--", ms=4, label="train loss (eval)")
+    _plot_rollbacks(ax, metrics)
+    _clip_spikes(ax, [r["loss"] for r in train])
+    ax.set(xlabel="training step", ylabel="cross-entropy loss (nats per token)",
+           title="Loss curves and learning-rate schedule")
+    lr = [(r["step"], r["lr"]) for r in train if _finite(r.get("lr"))]
+    if lr:
+        ax2 = ax.twinx()
+        ax2.plot(*zip(*lr, strict=True), color="gray", lw=1, label="learning rate")
+        ax2.set_ylabel("learning rate")
+        ax2.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
+        handles = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
+        ax.legend(handles=handles, loc="upper right", fontsize=8)
+    else:
+        ax.legend(loc="upper right", fontsize=8)
+    return _save(fig, out, "loss")
+
+
+# ---------------------------------------------------------------- attention records
+
+
+def _label(piece: str, width: int = 8) -> str:
+    """A token made visible in a tick label: spaces, newlines and tabs get symbols; long ones are cut."""
+    shown = piece.replace(" ", "\u2423").replace("\n", "\u21b5").replace("\t", "\u21e5")
+    return shown if len(shown) <= width else shown[: width - 1] + "\u2026"
+
+
+def attention_files(run: Path) -> list[tuple[int, Path]]:
+    """(step, path) of every attention record, in step order."""
+    files = []
+    for path in (run / "attention").glob("step_*.npz"):
+        match = re.fullmatch(r"step_(\d+)\.npz", path.name)
+        if match:
+            files.append((int(match.group(1)), path))
+    if not files:
+        raise Skip("no attention records (attention/step_*.npz)")
+    return sorted(files)
+
+
+def load_record(path: Path) -> dict[str, np.ndarray]:
+    """One attention record as float32 arrays: att (L, H, T, T); q, k, v (L, H, T, hd)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {name: z[name].astype(np.float32) for name in z.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as e:
+        raise Skip(f"unreadable attention record {path.name}: {e}") from None
+    if "att" not in arrays or arrays["att"].ndim != 4:
+        raise Skip(f"attention record {path.name} has no att array of shape (L, H, T, T)")
+    return arrays
+
+
+def probe_tokens(run: Path, length: int) -> list[str]:
+    """Tick labels of the probe text's tokens (positions if attention/probe.json is missing)."""
+    try:
+        tokens = json.loads((run / "attention" / "probe.json").read_text())["tokens"]
+    except (OSError, ValueError, KeyError, TypeError):
+        tokens = []
+    tokens = [_label(str(t)) for t in tokens][:length]
+    return tokens + [str(i) for i in range(len(tokens), length)]
+
+
+def _ticks(ax, xlabels: list[str] | None, ylabels: list[str] | None) -> None:
+    for labels, set_ticks, rot in ((xlabels, ax.set_xticks, 90), (ylabels, ax.set_yticks, 0)):
+        if labels is None:
+            set_ticks([])
+            continue
+        every = max(1, math.ceil(len(labels) / 32))
+        size = 7 if len(labels) <= 16 else 5
+        set_ticks(range(0, len(labels), every), [labels[i] for i in range(0, len(labels), every)],
+                  rotation=rot, fontsize=size)
+
+
+def _heads_grid(n: int, per_row: int = 4) -> tuple[int, int]:
+    cols = min(n, per_row)
+    return math.ceil(n / cols), cols
+
+
+def plot_attention_layers(run: Path, out: Path) -> list[Path]:
+    """One figure per layer at the last recorded step: a heatmap per head, probe tokens on both axes."""
+    step, path = attention_files(run)[-1]
+    att = load_record(path)["att"]  # (L, H, T, T)
+    tokens = probe_tokens(run, att.shape[-1])
+    paths = []
+    for layer in range(att.shape[0]):
+        rows, cols = _heads_grid(att.shape[1])
+        fig = Figure(figsize=(3.6 * cols, 3.6 * rows + 0.6), layout="constrained")
+        axes = fig.subplots(rows, cols, squeeze=False).ravel()
+        for head, ax in enumerate(axes):
+            if head >= att.shape[1]:
+                ax.set_axis_off()
+                continue
+            im = ax.imshow(att[layer, head], cmap="viridis", vmin=0, vmax=1)
+            _ticks(ax, tokens, tokens if head % cols == 0 else None)
+            ax.set(title=f"head {head}", xlabel="key (attended-to token)")
+            if head % cols == 0:
+                ax.set_ylabel("query (attending token)")
+        fig.colorbar(im, ax=list(axes), shrink=0.8, label="attention weight")
+        fig.suptitle(f"Attention of layer {layer} at step {step}: each row is where one token looks")
+        paths += _save(fig, out, f"attention_layer{layer}")
+    return paths
+
+
+def _pick(items: list, n: int) -> list:
+    """At most n items spread evenly, always keeping the first and the last."""
+    if len(items) <= n:
+        return items
+    return [items[round(i * (len(items) - 1) / (n - 1))] for i in range(n)]
+
+
+def plot_attention_evolution(run: Path, out: Path) -> list[Path]:
+    """Grid of heatmaps of the last layer: rows are training steps, columns are heads."""
+    records = [(step, load_record(path)["att"]) for step, path in _pick(attention_files(run), MAX_EVOLUTION_STEPS)]
+    layer = records[0][1].shape[0] - 1
+    atts = [(step, att[layer]) for step, att in records]  # (H, T, T) each
+    heads = min(atts[0][1].shape[0], MAX_PANEL_HEADS)
+    tokens = probe_tokens(run, atts[0][1].shape[-1])
+    fig = Figure(figsize=(2.4 * heads + 1, 2.4 * len(atts) + 0.8), layout="constrained")
+    axes = fig.subplots(len(atts), heads, squeeze=False)
+    for r, (step, att) in enumerate(atts):
+        for h in range(heads):
+            ax = axes[r, h]
+            im = ax.imshow(att[h], cmap="viridis", vmin=0, vmax=1)
+            _ticks(ax, tokens if r == len(atts) - 1 else None, tokens if h == 0 else None)
+            if r == 0:
+                ax.set_title(f"head {h}", fontsize=10)
+            if h == 0:
+                ax.set_ylabel(f"step {step}\nquery", fontsize=9)
+            if r == len(atts) - 1:
+                ax.set_xlabel("key", fontsize=9)
+    fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.6, label="attention weight")
+    fig.suptitle(f"How attention evolves during training (layer {layer}; rows: steps, columns: heads)")
+    return _save(fig, out, "attention_evolution")
+
+
+def plot_attention_cube(run: Path, out: Path) -> list[Path]:
+    """3D cube of one head (last layer, head 0): step x query x key; brighter, more opaque = more attention."""
+    files = _pick(attention_files(run), MAX_EVOLUTION_STEPS * 2)
+    fig = Figure(figsize=(7.5, 6.5))
+    ax = fig.add_subplot(projection="3d")
+    cmap = colormaps["viridis"]
+    for z, (_, path) in enumerate(files):
+        att = load_record(path)["att"][-1, 0]  # (T, T)
+        query, key = np.nonzero(att > 0.02)
+        weight = att[query, key]
+        colors = cmap(weight)
+        colors[:, 3] = 0.15 + 0.85 * weight
+        ax.scatter(key, query, np.full(len(key), z), c=colors, s=8 + 40 * weight, depthshade=False)
+    tokens = probe_tokens(run, att.shape[-1])
+    _ticks(ax, tokens, tokens)
+    ax.set_zticks(range(len(files)), [str(step) for step, _ in files], fontsize=7)
+    ax.set(xlabel="key", ylabel="query", zlabel="training step")
+    ax.invert_yaxis()
+    ax.set_title("Attention cube: one head (last layer, head 0) across training", fontsize=11)
+    return _save(fig, out, "attention_cube")
+
+
+def animate_attention(run: Path, out: Path) -> list[Path]:
+    """Animated GIF: the heads of the last layer, one frame per recorded step."""
+    files = _pick(attention_files(run), MAX_GIF_FRAMES)
+    first = load_record(files[0][1])["att"][-1]
+    heads = min(first.shape[0], MAX_PANEL_HEADS)
+    fig = Figure(figsize=(2.6 * heads, 3.0), layout="constrained")
+    axes = fig.subplots(1, heads, squeeze=False)[0]
+    images = [ax.imshow(first[h], cmap="viridis", vmin=0, vmax=1) for h, ax in enumerate(axes)]
+    for h, ax in enumerate(axes):
+        ax.set(title=f"head {h}", xlabel="key", ylabel="query" if h == 0 else None, xticks=[], yticks=[])
+    path = out / "attention_evolution.gif"
+    tmp = out / ".attention_evolution.tmp.gif"
+    writer = PillowWriter(fps=2)
+    with writer.saving(fig, str(tmp), dpi=80):
+        for step, file in files:
+            att = load_record(file)["att"][-1]
+            for h, image in enumerate(images):
+                image.set_data(att[h])
+            fig.suptitle(f"Last layer attention at step {step}")
+            writer.grab_frame()
+    os.replace(tmp, path)
+    return [path]
+
+
+# ---------------------------------------------------------------- one head, step by step
+
+
+def attention_pipeline(q: np.ndarray, k: np.ndarray, v: np.ndarray) -> dict[str, np.ndarray]:
+    """The causal attention of one head, stage by stage. q, k, v: (T, hd).
+
+    scores = q kᵀ / √hd (T, T); masked = scores with the future (key > query) set to -inf;
+    att = softmax(masked) row by row; out = att v (T, hd).
+    """
+    scores = q @ k.T / math.sqrt(q.shape[-1])  # (T, T)
+    future = np.triu(np.ones_like(scores, dtype=bool), k=1)
+    masked = np.where(future, -np.inf, scores)
+    exp = np.exp(masked - masked.max(axis=-1, keepdims=True))
+    att = exp / exp.sum(axis=-1, keepdims=True)
+    return {"scores": scores, "masked": masked, "att": att, "out": att @ v}
+
+
+def _panel(fig, spec, mat, title, xlabel, ylabel, xt, yt, cmap="viridis", **kw):
+    ax = fig.add_subplot(spec)
+    shown = np.ma.masked_invalid(mat)
+    cm = colormaps[cmap].with_extremes(bad="lightgray")
+    im = ax.imshow(shown, cmap=cm, aspect="auto", **kw)
+    _ticks(ax, xt, yt)
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    fig.colorbar(im, ax=ax, shrink=0.8)
+    return ax
+
+
+def plot_attention_pipeline(run: Path, out: Path, layer: int = -1, head: int = 0) -> list[Path]:
+    """Q, K, V heatmaps -> QKᵀ/√d -> causal mask -> softmax -> ·V for one head at the last recorded step."""
+    step, path = attention_files(run)[-1]
+    rec = load_record(path)
+    if not {"q", "k", "v"} <= set(rec):
+        raise Skip(f"attention record {path.name} has no q, k, v arrays")
+    layer = layer % rec["q"].shape[0]
+    q, k, v = (rec[name][layer, head] for name in ("q", "k", "v"))  # (T, hd) each
+    stages = attention_pipeline(q, k, v)
+    tokens = probe_tokens(run, q.shape[0])
+    dims = [str(i) for i in range(q.shape[1])]
+    fig = Figure(figsize=(19, 9), layout="constrained")
+    grid = fig.add_gridspec(2, 4)
+    for col, (name, mat) in enumerate((("Q (queries)", q), ("K (keys)", k), ("V (values)", v))):
+        _panel(fig, grid[0, col], mat, name, "head dimension", "token", dims, tokens, cmap="RdBu_r")
+    tok_axes = ("key", "query", tokens, tokens)
+    _panel(fig, grid[1, 0], stages["scores"], "scores = Q Kᵀ / √d", *tok_axes, cmap="magma")
+    _panel(fig, grid[1, 1], stages["masked"], "causal mask (future = gray)", *tok_axes, cmap="magma")
+    _panel(fig, grid[1, 2], stages["att"], "softmax (each row sums to 1)", *tok_axes, vmin=0, vmax=1)
+    _panel(fig, grid[1, 3], stages["out"], "output = softmax · V", "head dimension", "token", dims, tokens,
+           cmap="RdBu_r")
+    gap = float(np.abs(stages["att"] - rec["att"][layer, head]).max())
+    note = fig.add_subplot(grid[0, 3])
+    note.set_axis_off()
+    note.text(0, 0.5, f"one attention head, step by step\nlayer {layer}, head {head}, step {step}\n\n"
+              f"softmax recomputed here from Q and K\nmatches the recorded attention\nto within {gap:.1e}",
+              fontsize=12, va="center")
+    fig.suptitle("The attention pipeline of one head: Q, K, V → QKᵀ/√d → mask → softmax → ·V")
+    return _save(fig, out, "attention_pipeline")
+
+
+# ---------------------------------------------------------------- embeddings and tokenization
+
+
+def pca_2d(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Project rows of x (N, C) onto their top two principal components: (coords (N, 2), explained share (2,))."""
+    centred = x - x.mean(axis=0, keepdims=True)
+    _, s, vt = np.linalg.svd(centred, full_matrices=False)
+    return centred @ vt[:2].T, s[:2] ** 2 / max(float((s**2).sum()), 1e-12)
+
+
+def _embedding_matrix(model) -> np.ndarray:
+    """The token embedding table (vocab_size, n_embd) of a GPT."""
+    vocab = model.config.vocab_size
+    for name, tensor in model.state_dict().items():
+        if name.endswith("wte.weight") or (tensor.ndim == 2 and tensor.shape[0] == vocab and "emb" in name):
+            return tensor.detach().float().cpu().numpy()
+    raise Skip("no token embedding table found in the model")
+
+
+def _token_text(tok, i: int) -> str:
+    return tok.token_bytes(i).decode("utf-8", errors="replace")
+
+
+def _annotated_ids(run: Path, vocab: int, limit: int = 70) -> list[int]:
+    """Which tokens get a label: the probe's tokens first, then the lowest ids, up to `limit`."""
+    try:
+        ids = [int(i) for i in json.loads((run / "attention" / "probe.json").read_text())["token_ids"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        ids = []
+    chosen = list(dict.fromkeys(i for i in ids if 0 <= i < vocab))
+    return (chosen + [i for i in range(vocab) if i not in set(chosen)])[:limit]
+
+
+def _load_checkpoint(run: Path):
+    ckpt = run / "checkpoints" / "latest"
+    if not (ckpt / "model.safetensors").is_file():
+        raise Skip("no checkpoint at checkpoints/latest")
+    from scratchllm.checkpoint import load_model
+
+    try:
+        return load_model(ckpt)
+    except InputError as e:
+        raise Skip(f"checkpoint unreadable: {e}") from None
+
+
+def plot_embeddings(run: Path, out: Path) -> list[Path]:
+    """Token embeddings of the final checkpoint projected to 2D by PCA, some points labelled with their token."""
+    model, tok, _ = _load_checkpoint(run)
+    coords, share = pca_2d(_embedding_matrix(model))
+    fig = Figure(figsize=(9, 7.5))
+    ax = fig.add_subplot()
+    ax.scatter(coords[:, 0], coords[:, 1], s=8, alpha=0.35, color="tab:blue", label="token")
+    for i in _annotated_ids(run, len(coords)):
+        ax.annotate(_label(_token_text(tok, i), 10), coords[i], fontsize=7, alpha=0.9)
+    ax.set(xlabel=f"principal component 1 ({share[0]:.0%} of variance)",
+           ylabel=f"principal component 2 ({share[1]:.0%} of variance)",
+           title=f"Token embeddings (vocab {len(coords)}, width {model.config.n_embd}) projected by PCA")
+    return _save(fig, out, "embeddings_pca")
+
+
+def _sentence(run: Path) -> str:
+    try:
+        text = json.loads((run / "attention" / "probe.json").read_text())["text"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return DEFAULT_SENTENCE
+    line = next((s.strip() for s in str(text).splitlines() if len(s.strip()) > 10), "")
+    return line[:80] or DEFAULT_SENTENCE
+
+
+def segmentations(sentence: str, run_tokenizer) -> list[tuple[str, list[str]]]:
+    """How the sentence splits into tokens: characters, the run's tokenizer, words (and punctuation)."""
+    pieces = [_token_text(run_tokenizer, i) for i in run_tokenizer.encode(sentence)]
+    kind = type(run_tokenizer).__name__.removesuffix("Tokenizer") or "run"
+    return [
+        ("characters", list(sentence)),
+        (f"this run's {kind} tokenizer (vocab {run_tokenizer.vocab_size})", pieces),
+        ("words and punctuation", re.findall(r"\w+|[^\w\s]| ", sentence)),
+    ]
+
+
+def _draw_boxes(ax, y: float, pieces: list[str], width: float) -> float:
+    """Draw pieces as coloured boxes from the left at height y, wrapping at `width`; returns the next free y."""
+    x, colors = 0.0, colormaps["tab20"]
+    for i, piece in enumerate(pieces):
+        w = max(len(_label(piece, 40)), 1) * 0.62 + 0.4
+        if x + w > width:
+            x, y = 0.0, y - 1.3
+        ax.add_patch(FancyBboxPatch((x, y), w - 0.15, 1.0, boxstyle="round,pad=0.02", color=colors(i % 20)))
+        ax.text(x + (w - 0.15) / 2, y + 0.5, _label(piece, 40), ha="center", va="center", family="monospace",
+                fontsize=9)
+        x += w
+    return y - 2.2
+
+
+def plot_tokenization(run: Path, out: Path) -> list[Path]:
+    """One sentence segmented by each tokenizer, each token a coloured box."""
+    if not (run / "tokenizer.json").is_file():
+        raise Skip("no tokenizer.json")
+    from scratchllm.tokenizer import load_tokenizer
+
+    try:
+        rows = segmentations(_sentence(run), load_tokenizer(run / "tokenizer.json"))
+    except InputError as e:
+        raise Skip(f"tokenizer unusable: {e}") from None
+    width = 60.0
+    fig = Figure(figsize=(12, 1.2 + 1.0 * sum(2 + len("".join(p)) // 60 for _, p in rows)))
+    ax = fig.add_subplot()
+    y = 0.0
+    for title, pieces in rows:
+        ax.text(0, y + 1.2, f"{title}: {len(pieces)} tokens", fontsize=10, weight="bold")
+        y = _draw_boxes(ax, y, pieces, width)
+    ax.set_xlim(-0.5, width + 0.5)
+    ax.set_ylim(y + 1.5, 2.6)
+    ax.set_axis_off()
+    ax.set_title("How one sentence is cut into tokens by each tokenizer (\u2423 = space)")
+    return _save(fig, out, "tokenization")
+
+
+FIGURES = (plot_loss, plot_attention_layers, plot_attention_evolution, plot_attention_cube, animate_attention,
+           plot_attention_pipeline, plot_embeddings, plot_tokenization)
+
+
+def render_all(run_dir, notes: list[str] | None = None) -> list[Path]:
+    """Draw every figure of a run into RUN/figures/; returns the files written.
+
+    A figure whose inputs are missing is skipped: its reason is appended to `notes` (or warned, without a list).
+    """
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise InputError(f"run folder not found: {run}")
+    out = run / "figures"
+    out.mkdir(exist_ok=True)
+    written = []
+    for figure in FIGURES:
+        try:
+            written += figure(run, out)
+        except Skip as e:
+            note = f"{figure.__name__}: skipped ({e})"
+            notes.append(note) if notes is not None else warnings.warn(note, stacklevel=2)
+    return written

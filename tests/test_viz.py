@@ -1,0 +1,122 @@
+"""viz: the maths behind the pictures against peers (torch SDPA, covariance eigenvectors), and every figure written
+as a readable PNG + SVG from a run folder built by hand in the contract's format; missing inputs are skipped."""
+
+from __future__ import annotations
+
+import json
+import math
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from scratchllm.config import InputError
+from scratchllm.viz import attention_pipeline, pca_2d, render_all
+
+RECORDED_STEPS = (0, 10, 20, 30)
+
+
+@given(st.integers(1, 12), st.integers(1, 8), st.integers(0, 2**31 - 1))
+@settings(max_examples=25, deadline=None)
+def test_attention_pipeline_matches_torch_sdpa(T, hd, seed):
+    q, k, v = np.random.default_rng(seed).normal(size=(3, T, hd))
+    stages = attention_pipeline(q, k, v)
+    want = torch.nn.functional.scaled_dot_product_attention(*(torch.tensor(x) for x in (q, k, v)), is_causal=True)
+    np.testing.assert_allclose(stages["out"], want.numpy(), atol=1e-10)
+    np.testing.assert_allclose(stages["att"].sum(-1), 1.0)
+    assert np.isneginf(stages["masked"][np.triu_indices(T, 1)]).all()
+
+
+@given(st.integers(3, 30), st.integers(2, 10), st.integers(0, 2**31 - 1))
+@settings(max_examples=25, deadline=None)
+def test_pca_matches_covariance_eigenvectors(n, c, seed):
+    x = np.random.default_rng(seed).normal(size=(n, c)) * np.arange(1, c + 1)
+    coords, share = pca_2d(x)
+    values, vectors = np.linalg.eigh(np.cov(x, rowvar=False))  # ascending
+    top = vectors[:, ::-1][:, :2]
+    want = (x - x.mean(0)) @ top
+    np.testing.assert_allclose(np.abs(coords), np.abs(want), atol=1e-8)  # eigenvectors are defined up to sign
+    np.testing.assert_allclose(share, values[::-1][:2] / values.sum(), atol=1e-10)
+
+
+def _write_metrics(run, steps=40):
+    records = []
+    for i in range(steps):
+        records.append({"kind": "train", "step": i, "loss": 5.7 * math.exp(-i / 15) + 1.5, "lr": 1e-3 * min(1, i / 5),
+                        "grad_norm": 1.0, "tokens_per_s": 1e4, "mfu": 0.1, "mem_mb": 100, "elapsed_s": 0.1 * i,
+                        "tokens": 512 * i})
+        if i % 10 == 9:
+            records.append({"kind": "eval", "step": i, "train_loss": records[-1]["loss"],
+                            "val_loss": records[-1]["loss"] + 0.1, "val_ppl": 1, "val_bpb": 1, "train_bpb": 1})
+    records.insert(20, {"kind": "event", "step": 18, "event": "rollback", "message": "lr 1e-3 -> 5e-4"})
+    (run / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")
+
+
+def _write_attention(run, L=2, H=2, hd=8):
+    """Records in the contract's format; att recomputed from q, k (as the model's reference path does)."""
+    text = "To be, or not to be"
+    tokens = [text[i:i + 2] for i in range(0, len(text), 2)]
+    (run / "attention").mkdir()
+    (run / "attention" / "probe.json").write_text(json.dumps({"text": text, "token_ids": list(range(len(tokens))),
+                                                              "tokens": tokens}))
+    rng = np.random.default_rng(0)
+    for step in RECORDED_STEPS:
+        q, k, v = rng.normal(size=(3, L, H, len(tokens), hd))
+        att = np.stack([[attention_pipeline(q[a, b], k[a, b], v[a, b])["att"] for b in range(H)] for a in range(L)])
+        arrays = {"att": att, "q": q, "k": k, "v": v}
+        np.savez_compressed(run / "attention" / f"step_{step:06d}.npz", step=np.array(step),
+                            **{name: a.astype(np.float16) for name, a in arrays.items()})
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    """A hand-built run folder, rendered once for the module: (run, paths, notes)."""
+    run = tmp_path_factory.mktemp("run")
+    _write_metrics(run)
+    _write_attention(run)
+    notes = []
+    return run, render_all(run, notes), notes
+
+
+def test_render_all_writes_png_and_svg_of_each_figure(rendered):
+    run, paths, notes = rendered
+    names = {p.name for p in paths}
+    for stem in ("loss", "attention_layer0", "attention_layer1", "attention_evolution", "attention_cube",
+                 "attention_pipeline"):
+        assert {f"{stem}.png", f"{stem}.svg"} <= names
+        with Image.open(run / "figures" / f"{stem}.png") as im:
+            assert im.width > 300 and im.height > 200
+        ET.parse(run / "figures" / f"{stem}.svg")  # well-formed XML
+    with Image.open(run / "figures" / "attention_evolution.gif") as gif:
+        assert gif.n_frames == len(RECORDED_STEPS)
+    assert all(p.parent == run / "figures" and p.is_file() for p in paths)
+    assert sorted(n.split(":")[0] for n in notes) == ["plot_embeddings", "plot_tokenization"]
+    assert not list((run / "figures").glob(".*"))  # no temp files left behind
+
+
+def test_render_all_skips_what_is_missing(tmp_path):
+    notes = []
+    assert render_all(tmp_path, notes) == []
+    assert len(notes) == 8 and any("no metrics.jsonl" in n for n in notes)
+    (tmp_path / "attention").mkdir()
+    (tmp_path / "attention" / "step_000000.npz").write_bytes(b"not a zip")
+    notes = []
+    render_all(tmp_path, notes)
+    assert any("unreadable attention record" in n for n in notes)
+    with pytest.raises(InputError, match="not found"):
+        render_all(tmp_path / "missing")
+
+
+def test_viz_cli_lists_files(tmp_path, capsys):
+    from scratchllm.cli import main
+
+    _write_metrics(tmp_path)
+    assert main(["viz", str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.splitlines() == [str(tmp_path / "figures" / "loss.png"), str(tmp_path / "figures" / "loss.svg")]
+    assert "no attention records" in captured.err
+    assert main(["viz", str(tmp_path / "nope")]) == 2
