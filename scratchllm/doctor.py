@@ -54,10 +54,11 @@ class Thresholds:
     """Not decreasing: how many train records are needed before judging."""
     plateau_rel_drop: float = 0.02
     """Not decreasing: smoothed loss fell by less than this fraction of its start."""
-    repeat_4gram: float = 0.5
-    """Repetition: share of repeated word 4-grams in a sample above this."""
-    distinct_words: float = 0.2
-    """Repetition: or distinct-word ratio below this (over samples of at least `repeat_min_words` words)."""
+    repeat_4gram: float = 0.35
+    """Repetition: share of repeated word 4-grams above this (real Shakespeare, 2,000 chunks of 200-800 characters:
+    median 0, 99th percentile 0.08, max 0.31)."""
+    distinct_words: float = 0.25
+    """Repetition: or distinct-word ratio below this (same chunks: min 0.30, median 0.44-0.78)."""
     repeat_min_words: int = 20
     """Repetition: shorter samples are not judged."""
     small_n_embd: int = 256

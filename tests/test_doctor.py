@@ -159,8 +159,8 @@ def test_too_slow_reports_low_utilisation_as_info():
     assert finding.severity == "info"
 
 
-def test_diagnose_healthy_history_is_clean():
-    samples = [{"step": 59, "prompt": "", "text": "to be or not to be that is the question whether tis nobler " * 2}]
+def test_diagnose_healthy_history_is_clean(tiny_text):
+    samples = [{"step": 59, "prompt": "", "text": tiny_text[1000:1600]}]
     assert diagnose(_train(_healthy()) + _evals([(3.0, 3.05), (2.5, 2.56)]), samples, {}) == []
 
 
