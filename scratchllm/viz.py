@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.animation import PillowWriter
+from matplotlib.cm import ScalarMappable
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyBboxPatch
 
@@ -241,6 +242,7 @@ def plot_attention_cube(run: Path, out: Path) -> list[Path]:
     ax.set_zticks(range(len(files)), [str(step) for step, _ in files], fontsize=7)
     ax.set(xlabel="key", ylabel="query", zlabel="training step")
     ax.invert_yaxis()
+    fig.colorbar(ScalarMappable(cmap=cmap), ax=ax, shrink=0.6, pad=0.1, label="attention weight")
     ax.set_title("Attention cube: one head (last layer, head 0) across training", fontsize=11)
     return _save(fig, out, "attention_cube")
 
