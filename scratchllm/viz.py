@@ -400,14 +400,15 @@ def _sentence(run: Path) -> str:
 
 
 def segmentations(sentence: str, run_tokenizer) -> list[tuple[str, list[str]]]:
-    """How the sentence splits into tokens: characters, the run's tokenizer, words (and punctuation)."""
-    pieces = [_token_text(run_tokenizer, i) for i in run_tokenizer.encode(sentence)]
-    kind = type(run_tokenizer).__name__.removesuffix("Tokenizer") or "run"
-    return [
-        ("characters", list(sentence)),
-        (f"this run's {kind} tokenizer (vocab {run_tokenizer.vocab_size})", pieces),
-        ("words and punctuation", re.findall(r"\w+|[^\w\s]| ", sentence)),
-    ]
+    """How the sentence splits into tokens: by characters, by the run's tokenizer, by words (each row's pieces
+    join back to the sentence; a piece cutting a multi-byte character shows U+FFFD)."""
+    from scratchllm.tokenizer import CharTokenizer, WordTokenizer
+
+    kind = getattr(run_tokenizer, "type_name", type(run_tokenizer).__name__)
+    rows = [("characters", CharTokenizer.train(sentence)),
+            (f"this run's {kind} tokenizer (vocab {run_tokenizer.vocab_size})", run_tokenizer),
+            ("words (GPT-4 split pattern)", WordTokenizer.train(sentence, vocab_size=len(sentence) + 2))]
+    return [(title, [_token_text(tok, i) for i in tok.encode(sentence)]) for title, tok in rows]
 
 
 def _draw_boxes(ax, y: float, pieces: list[str], width: float) -> float:
@@ -434,15 +435,15 @@ def plot_tokenization(run: Path, out: Path) -> list[Path]:
         rows = segmentations(_sentence(run), load_tokenizer(run / "tokenizer.json"))
     except InputError as e:
         raise Skip(f"tokenizer unusable: {e}") from None
-    width = 60.0
-    fig = Figure(figsize=(12, 1.2 + 1.0 * sum(2 + len("".join(p)) // 60 for _, p in rows)))
+    width, y = 60.0, 0.0
+    fig = Figure()
     ax = fig.add_subplot()
-    y = 0.0
     for title, pieces in rows:
         ax.text(0, y + 1.2, f"{title}: {len(pieces)} tokens", fontsize=10, weight="bold")
         y = _draw_boxes(ax, y, pieces, width)
     ax.set_xlim(-0.5, width + 0.5)
-    ax.set_ylim(y + 1.5, 2.6)
+    ax.set_ylim(y + 1.5, 2.2)
+    fig.set_size_inches(12, 0.3 * (2.2 - y - 1.5) + 0.6)  # same scale on both axes: 0.2 in per x unit
     ax.set_axis_off()
     ax.set_title("How one sentence is cut into tokens by each tokenizer (\u2423 = space)")
     return _save(fig, out, "tokenization")
