@@ -112,8 +112,10 @@ def plot_loss(run: Path, out: Path) -> list[Path]:
 
 
 def _label(piece: str, width: int = 8) -> str:
-    """A token made visible in a tick label: spaces, newlines and tabs get symbols; long ones are cut."""
+    """A token made visible in a tick label: spaces, newlines and tabs get symbols, other control characters
+    an escape (they are not valid in SVG); long ones are cut. Example: " the\n" -> "␣the↵"."""
     shown = piece.replace(" ", "\u2423").replace("\n", "\u21b5").replace("\t", "\u21e5")
+    shown = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in shown)  # control bytes break SVG
     return shown if len(shown) <= width else shown[: width - 1] + "\u2026"
 
 
@@ -196,6 +198,8 @@ def _pick(items: list, n: int) -> list:
     """At most n items spread evenly, always keeping the first and the last."""
     if len(items) <= n:
         return items
+    if n < 2:
+        return items[:n]
     return [items[round(i * (len(items) - 1) / (n - 1))] for i in range(n)]
 
 
@@ -353,14 +357,15 @@ def _token_text(tok, i: int) -> str:
     return tok.token_bytes(i).decode("utf-8", errors="replace")
 
 
-def _annotated_ids(run: Path, vocab: int, limit: int = 70) -> list[int]:
-    """Which tokens get a label: the probe's tokens first, then the lowest ids, up to `limit`."""
+def _annotated_ids(run: Path, tok, vocab: int, limit: int = 70) -> list[int]:
+    """Which tokens get a label: the probe's tokens first, then tokens holding a letter, spread over the ids."""
     try:
         ids = [int(i) for i in json.loads((run / "attention" / "probe.json").read_text())["token_ids"]]
     except (OSError, ValueError, KeyError, TypeError):
         ids = []
-    chosen = list(dict.fromkeys(i for i in ids if 0 <= i < vocab))
-    return (chosen + [i for i in range(vocab) if i not in set(chosen)])[:limit]
+    chosen = list(dict.fromkeys(i for i in ids if 0 <= i < vocab))[:limit]
+    wordy = [i for i in range(vocab) if i not in set(chosen) and any(c.isalpha() for c in _token_text(tok, i))]
+    return chosen + _pick(wordy, limit - len(chosen)) if limit > len(chosen) else chosen
 
 
 def _load_checkpoint(run: Path):
@@ -382,7 +387,7 @@ def plot_embeddings(run: Path, out: Path) -> list[Path]:
     fig = Figure(figsize=(9, 7.5))
     ax = fig.add_subplot()
     ax.scatter(coords[:, 0], coords[:, 1], s=8, alpha=0.35, color="tab:blue", label="token")
-    for i in _annotated_ids(run, len(coords)):
+    for i in _annotated_ids(run, tok, len(coords)):
         ax.annotate(_label(_token_text(tok, i), 10), coords[i], fontsize=7, alpha=0.9)
     ax.set(xlabel=f"principal component 1 ({share[0]:.0%} of variance)",
            ylabel=f"principal component 2 ({share[1]:.0%} of variance)",
