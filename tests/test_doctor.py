@@ -63,10 +63,11 @@ def test_check_step_ignores_a_moderate_spike():
 
 
 def test_check_step_flags_exploding_grad_norm_only_after_a_window():
-    norms = [1.0] * 12 + [80.0]
-    finding = check_step(_train(_healthy(13), norms))
-    assert finding.rule == "divergence" and "grad norm 80" in finding.evidence
-    assert check_step(_train(_healthy(3), [1.0, 1.0, 80.0])) is None  # too little history to call a norm typical
+    spike = 2 * DEFAULT.grad_ratio
+    finding = check_step(_train(_healthy(13), [1.0] * 12 + [spike]))
+    assert finding.rule == "divergence" and f"grad norm {spike:.3g}" in finding.evidence
+    assert check_step(_train(_healthy(3), [1.0, 1.0, spike])) is None  # too little history to call a norm typical
+    assert check_step(_train(_healthy(13), [1.0] * 12 + [300.0])) is None  # healthy runs spike this high
 
 
 def test_check_step_ignores_eval_and_event_records():
