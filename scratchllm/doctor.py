@@ -71,7 +71,9 @@ class Thresholds:
     small_n_embd: int = 256
     """Repetition: models this wide or narrower are 'small' and get the widen-the-model advice."""
     overfit_gap: float = 0.15
-    """Overfitting: val - train loss gap (nats) at the last eval above this..."""
+    """Overfitting: val - train loss gap (nats) at the last eval above this... Measured on the same tiny GPT, 300
+    steps of 512 tokens: 200 KB of text keeps the gap within +-0.03; 40 KB (~10 epochs) ends at 0.23; 3 KB
+    grows it to 3.8."""
     overfit_growth: float = 0.1
     """Overfitting: ...and grown by at least this much since its smallest value."""
     slow_mfu: float = 0.05
