@@ -18,7 +18,7 @@ from scratchllm.config import InputError
 from scratchllm.tokenizer import train_bpe
 from scratchllm.viz import attention_pipeline, pca_2d, render_all, segmentations
 
-RECORDED_STEPS = (0, 10, 20, 30)
+RECORDED_STEPS = (0, 10, 20, 40)
 
 
 @given(st.integers(1, 12), st.integers(1, 8), st.integers(0, 2**31 - 1))
@@ -69,20 +69,35 @@ def _write_metrics(run, steps=40):
     (run / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")
 
 
-def _write_attention(run, L=2, H=2, hd=8):
-    """Records in the contract's format; att recomputed from q, k (as the model's reference path does)."""
-    text = "To be, or not to be"
-    tokens = [text[i:i + 2] for i in range(0, len(text), 2)]
+def _train_and_record(run, text, tok):
+    """A real tiny GPT: a few AdamW steps on the text, recording `GPT.inspect` of a probe in the contract's format
+    (attention/probe.json, attention/step_*.npz in float16) at RECORDED_STEPS, then a checkpoint."""
+    from scratchllm.checkpoint import save_model
+    from scratchllm.model import GPT, GPTConfig
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=32, n_layer=2, n_head=2, n_embd=16))
+    ids = torch.tensor(tok.encode(text[:4000]))
+    probe_ids = tok.encode("To be, or not to be, that is")
     (run / "attention").mkdir()
-    (run / "attention" / "probe.json").write_text(json.dumps({"text": text, "token_ids": list(range(len(tokens))),
-                                                              "tokens": tokens}))
-    rng = np.random.default_rng(0)
-    for step in RECORDED_STEPS:
-        q, k, v = rng.normal(size=(3, L, H, len(tokens), hd))
-        att = np.stack([[attention_pipeline(q[a, b], k[a, b], v[a, b])["att"] for b in range(H)] for a in range(L)])
-        arrays = {"att": att, "q": q, "k": k, "v": v}
-        np.savez_compressed(run / "attention" / f"step_{step:06d}.npz", step=np.array(step),
-                            **{name: a.astype(np.float16) for name, a in arrays.items()})
+    (run / "attention" / "probe.json").write_text(json.dumps({"text": "To be, or not to be, that is",
+                                                              "token_ids": probe_ids, "tokens": [
+                                                                  tok.decode([i]) for i in probe_ids]}))
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for step in range(RECORDED_STEPS[-1] + 1):
+        if step in RECORDED_STEPS:
+            with torch.no_grad():
+                layers = model.inspect(torch.tensor([probe_ids]))
+            arrays = {name: torch.stack([layer[name][0] for layer in layers]).numpy().astype(np.float16)
+                      for name in ("att", "q", "k", "v")}  # (L, H, T, T) / (L, H, T, hd)
+            np.savez_compressed(run / "attention" / f"step_{step:06d}.npz", step=np.array(step), **arrays)
+        start = torch.randint(0, len(ids) - 33, (8,))
+        x, y = torch.stack([ids[i:i + 32] for i in start]), torch.stack([ids[i + 1:i + 33] for i in start])
+        _, loss = model(x, y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    save_model(run / "checkpoints" / "latest", model, tok, {"step": RECORDED_STEPS[-1]})
 
 
 @pytest.fixture(scope="module")
@@ -90,8 +105,9 @@ def rendered(tmp_path_factory, shakespeare_text):
     """A hand-built run folder, rendered once for the module: (run, paths, notes)."""
     run = tmp_path_factory.mktemp("run")
     _write_metrics(run)
-    _write_attention(run)
-    train_bpe(shakespeare_text[:20_000], 300, progress=False).save(run / "tokenizer.json")
+    tok = train_bpe(shakespeare_text[:20_000], 300, progress=False)
+    tok.save(run / "tokenizer.json")
+    _train_and_record(run, shakespeare_text, tok)
     notes = []
     return run, render_all(run, notes), notes
 
@@ -100,7 +116,7 @@ def test_render_all_writes_png_and_svg_of_each_figure(rendered):
     run, paths, notes = rendered
     names = {p.name for p in paths}
     for stem in ("loss", "attention_layer0", "attention_layer1", "attention_evolution", "attention_cube",
-                 "attention_pipeline", "tokenization"):
+                 "attention_pipeline", "tokenization", "embeddings_pca"):
         assert {f"{stem}.png", f"{stem}.svg"} <= names
         with Image.open(run / "figures" / f"{stem}.png") as im:
             assert im.width > 300 and im.height > 200
@@ -108,8 +124,19 @@ def test_render_all_writes_png_and_svg_of_each_figure(rendered):
     with Image.open(run / "figures" / "attention_evolution.gif") as gif:
         assert gif.n_frames == len(RECORDED_STEPS)
     assert all(p.parent == run / "figures" and p.is_file() for p in paths)
-    assert [n.split(":")[0] for n in notes] == ["plot_embeddings"]
+    assert notes == []
     assert not list((run / "figures").glob(".*"))  # no temp files left behind
+
+
+def test_recorded_attention_is_the_pipeline_of_the_recorded_q_k(rendered):
+    """The model's reference attention (recorded) equals softmax(mask(q kᵀ/√d)) recomputed by viz from q and k."""
+    run = rendered[0]
+    for step in RECORDED_STEPS:
+        rec = np.load(run / "attention" / f"step_{step:06d}.npz")
+        q, k, v, att = (rec[n].astype(np.float64) for n in ("q", "k", "v", "att"))
+        for layer, head in np.ndindex(att.shape[:2]):
+            got = attention_pipeline(q[layer, head], k[layer, head], v[layer, head])["att"]
+            np.testing.assert_allclose(got, att[layer, head], atol=3e-3)  # float16 storage
 
 
 def test_render_all_skips_what_is_missing(tmp_path):
