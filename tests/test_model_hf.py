@@ -1,0 +1,106 @@
+"""Our GPT against Hugging Face transformers' GPT2LMHeadModel, both directions, random tiny weights (no download)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from scratchllm.config import InputError
+from scratchllm.convert import export_hf, import_hf
+from scratchllm.model import GPT, GPTConfig
+from scratchllm.tokenizer import CharTokenizer
+
+transformers = pytest.importorskip("transformers")
+pytestmark = pytest.mark.peer
+IDS = torch.tensor([[1, 5, 9, 33, 2, 0, 44, 7, 7, 12, 60, 3], [4, 4, 4, 20, 21, 22, 50, 51, 52, 1, 2, 3]])
+
+
+def random_hf_model(tie=True, activation="gelu_new") -> transformers.GPT2LMHeadModel:
+    torch.manual_seed(0)
+    cfg = transformers.GPT2Config(vocab_size=61, n_positions=16, n_embd=32, n_layer=2, n_head=4, bos_token_id=0,
+                                  eos_token_id=0, tie_word_embeddings=tie, activation_function=activation,
+                                  resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+    model = transformers.GPT2LMHeadModel(cfg)
+    with torch.no_grad():  # GPT-2 init leaves biases 0 and norms 1: randomise them so the mapping is tested
+        for name, p in model.named_parameters():
+            if name.endswith("bias") or ".ln_" in name:
+                p.add_(torch.randn_like(p) * 0.1)
+    return model.eval()
+
+
+def ours(seed=0, **kw) -> GPT:
+    torch.manual_seed(seed)
+    base = {"vocab_size": 61, "block_size": 16, "n_layer": 2, "n_head": 4, "n_embd": 32}
+    model = GPT(GPTConfig(**{**base, **kw}))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("bias") or ".ln_" in name:
+                p.add_(torch.randn_like(p) * 0.1)
+    return model.eval()
+
+
+@pytest.mark.parametrize("tie, activation", [(True, "gelu_new"), (False, "gelu_new"), (True, "relu")])
+def test_hf_gpt2_imported_gives_equal_logits(tmp_path, tie, activation):
+    hf = random_hf_model(tie, activation)
+    hf.save_pretrained(tmp_path, safe_serialization=True)
+    model, tok, notes = import_hf(tmp_path)
+    assert model.config.tie_weights == tie and model.config.bias
+    assert tok is None and notes
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(IDS)[0], hf(IDS).logits, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("kw", [{}, {"bias": True}, {"tie_weights": False}, {"activation": "relu", "bias": True}])
+def test_exported_model_loads_in_transformers_with_equal_logits(tmp_path, kw):
+    model = ours(**kw)
+    export_hf(model, tmp_path)
+    hf = transformers.AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    assert isinstance(hf, transformers.GPT2LMHeadModel)
+    with torch.no_grad():
+        torch.testing.assert_close(hf(IDS).logits, model(IDS)[0], atol=1e-4, rtol=1e-4)
+
+
+def test_export_then_import_round_trips_weights_config_and_tokenizer(tmp_path):
+    tok = CharTokenizer.train("".join(chr(c) for c in range(32, 93)))
+    model = ours(bias=False, tie_weights=False)
+    export_hf(model, tmp_path, tok)
+    back, tok2, notes = import_hf(tmp_path)
+    assert back.config == model.config and not notes
+    assert tok2.encode("HELLO") == tok.encode("HELLO")
+    for name, t in model.state_dict().items():
+        assert torch.equal(back.state_dict()[name], t), name
+
+
+def test_param_count_matches_transformers():
+    hf = random_hf_model()
+    model = ours(bias=True)
+    assert model.num_params() == hf.num_parameters()
+
+
+@pytest.mark.parametrize("kw, needle", [
+    ({"positions": "rope"}, "positions=rope"), ({"activation": "swiglu"}, "activation=swiglu"),
+    ({"activation": "relu2"}, "activation=relu2"), ({"norm_type": "rmsnorm"}, "norm_type=rmsnorm"),
+    ({"norm": "post"}, "norm=post"), ({"qk_norm": True}, "qk_norm"),
+])
+def test_options_gpt2_cannot_express_are_refused_by_name(tmp_path, kw, needle):
+    with pytest.raises(InputError, match=needle):
+        export_hf(ours(**kw), tmp_path)
+    assert not any(tmp_path.iterdir())
+
+
+def test_import_refuses_pickles_and_unsupported_settings(tmp_path):
+    (tmp_path / "pytorch_model.bin").write_bytes(b"\x80\x04pickle")
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
+    with pytest.raises(InputError, match="pickle"):
+        import_hf(tmp_path)
+    hf = random_hf_model()
+    hf.config.activation_function = "gelu"  # exact erf GELU: ours is GPT-2's tanh form
+    hf.save_pretrained(tmp_path / "erf", safe_serialization=True)
+    with pytest.raises(InputError, match="activation_function"):
+        import_hf(tmp_path / "erf")
+    (tmp_path / "llama").mkdir()
+    (tmp_path / "llama" / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    with pytest.raises(InputError, match="model_type"):
+        import_hf(tmp_path / "llama")
