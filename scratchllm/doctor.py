@@ -67,7 +67,12 @@ class Thresholds:
     distinct_words: float = 0.25
     """Repetition: or distinct-word ratio below this (same chunks: min 0.30, median 0.44-0.78)."""
     repeat_min_words: int = 20
-    """Repetition: shorter samples are not judged."""
+    """Repetition: samples with fewer words are judged by characters instead."""
+    repeat_8chars: float = 0.6
+    """Repetition: share of repeated character 8-grams above this (real Shakespeare chunks: 99th percentile 0.17,
+    max 0.50; greedy loops of tiny models such as "HELHELHEL..." or "....": 0.95-0.99)."""
+    repeat_min_chars: int = 40
+    """Repetition: shorter samples are not judged at all."""
     small_n_embd: int = 256
     """Repetition: models this wide or narrower are 'small' and get the widen-the-model advice."""
     overfit_gap: float = 0.15
@@ -205,10 +210,6 @@ def rule_divergence(metrics: list[dict], th: Thresholds = DEFAULT) -> list[Findi
     return found + ([last] if last else [])
 
 
-def _mean(values: list[float]) -> float:
-    return sum(values) / len(values)
-
-
 def _lr_cause(start: float, end: float, peak_lr: float | None, th: Thresholds) -> str:
     if end > start:
         return "the learning rate is likely too high: the loss went up instead of down"
@@ -265,26 +266,47 @@ def _repetition_fix(n_embd: int | None, th: Thresholds) -> str:
     return "train longer or on more data; sample with temperature 0.8-1.0 and top_k/top_p rather than greedily"
 
 
+def char_repetition(text: str, n: int = 8) -> float:
+    """Share of repeated character n-grams: catches loops without spaces ("HELHELHEL...", "....").
+
+    Example: "abcabcabc" with n=3 -> 7 trigrams, 3 distinct -> 4/7 = 0.57 repeated.
+    """
+    if len(text) < n:
+        return 0.0
+    grams = [text[i:i + n] for i in range(len(text) - n + 1)]
+    return 1 - len(set(grams)) / len(grams)
+
+
+def sample_loops(text: str, th: Thresholds = DEFAULT) -> str | None:
+    """Why a sample counts as looping (None if it does not): by words when it has enough, else by characters."""
+    rep, distinct, n_words = repetition(text)
+    if n_words >= th.repeat_min_words:
+        if rep > th.repeat_4gram or distinct < th.distinct_words:
+            return f"{rep:.0%} of word 4-grams repeated, {distinct:.0%} distinct words"
+        return None
+    chars = char_repetition(text)
+    if len(text) >= th.repeat_min_chars and chars > th.repeat_8chars:
+        return f"{chars:.0%} of character 8-grams repeated ({n_words} words in {len(text)} characters)"
+    return None
+
+
 def rule_repetition(samples: list[dict], config: dict, th: Thresholds = DEFAULT) -> list[Finding]:
-    """Judge the samples of the last step: repeated word 4-grams or too few distinct words."""
+    """Fires when at least half of the last step's samples loop (see `sample_loops`)."""
     if not samples:
         return []
     last = max(s.get("step", 0) for s in samples)
-    stats = [repetition(s.get("text", "")) for s in samples if s.get("step", 0) == last]
-    stats = [x for x in stats if x[2] >= th.repeat_min_words]
-    if not stats:
-        return []
-    rep, distinct = _mean([x[0] for x in stats]), _mean([x[1] for x in stats])
-    if rep <= th.repeat_4gram and distinct >= th.distinct_words:
+    texts = [s.get("text", "") for s in samples if s.get("step", 0) == last]
+    reasons = [r for r in (sample_loops(t, th) for t in texts) if r]
+    if not reasons or len(reasons) * 2 < len(texts):
         return []
     n_embd = config.get("model", {}).get("n_embd")
     return [Finding(
         rule="repetition",
         severity="warning",
         symptom="the samples repeat themselves (gibberish loops)",
-        evidence=(f"samples at step {last}: {rep:.0%} of word 4-grams are repeats (threshold "
-                  f"{th.repeat_4gram:.0%}), {distinct:.0%} distinct words (threshold {th.distinct_words:.0%})"
-                  + (f"; n_embd={n_embd}" if n_embd else "")),
+        evidence=(f"{len(reasons)} of {len(texts)} samples at step {last} loop; first: {reasons[0]} (thresholds: "
+                  f"{th.repeat_4gram:.0%} repeated word 4-grams, {th.distinct_words:.0%} distinct words, "
+                  f"{th.repeat_8chars:.0%} repeated character 8-grams)" + (f"; n_embd={n_embd}" if n_embd else "")),
         cause="the model is too small or undertrained to hold longer-range context, so it falls into loops",
         fix=_repetition_fix(n_embd, th),
     )]

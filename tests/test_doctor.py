@@ -14,6 +14,7 @@ from scratchllm.config import InputError
 from scratchllm.doctor import (
     DEFAULT,
     Finding,
+    char_repetition,
     check_step,
     diagnose,
     diagnose_run,
@@ -128,6 +129,27 @@ def test_repetition_rule_fires_on_loops_and_suggests_wider_model():
     samples = [{"step": 0, "prompt": "", "text": "fresh words " * 20}, {"step": 100, "prompt": "", "text": loop}]
     (finding,) = rule_repetition(samples, {"model": {"n_embd": 128}})
     assert finding.rule == "repetition" and "128 -> 384" in finding.fix
+
+
+@pytest.mark.parametrize("loop", ["HEL" * 50, "A" * 150, " " * 150, ", .\n.\n" * 30])
+def test_repetition_rule_catches_loops_without_words(loop):
+    (finding,) = rule_repetition([{"step": 5, "prompt": "", "text": loop}], {"model": {"n_embd": 64}})
+    assert "character 8-grams" in finding.evidence and "64 -> 384" in finding.fix
+
+
+@given(st.text(alphabet="abc ", min_size=8, max_size=80), st.integers(3, 8))
+def test_char_repetition_matches_a_counter_based_count(text, n):
+    grams = Counter(text[i:i + n] for i in range(len(text) - n + 1))
+    total = sum(grams.values())
+    want = (total - len(grams)) / total if total else 0.0
+    assert char_repetition(text, n) == pytest.approx(want)
+
+
+def test_repetition_rule_needs_half_of_the_samples_to_loop(tiny_text):
+    fine = [{"step": 9, "prompt": "", "text": tiny_text[i:i + 600]} for i in range(0, 1800, 600)]
+    loops = [{"step": 9, "prompt": "", "text": "HEL" * 50}] * 2
+    assert rule_repetition(fine + loops, {}) == []
+    assert len(rule_repetition(fine[:2] + loops, {})) == 1
 
 
 def test_repetition_rule_quiet_on_real_text(tiny_text):
