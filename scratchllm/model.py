@@ -330,8 +330,8 @@ class GPT(nn.Module):
 
     @torch.no_grad()
     def inspect(self, idx: torch.Tensor) -> list[dict]:
-        """Per layer, through the reference path in eval mode: q, k, v (B, H, T, hd), att (post-softmax) and scores
-        (pre-mask), both (B, H, T, T)."""
+        """Per layer, through the reference path in eval mode: q, k, v (B, H, T, hd) as attention sees them (after
+        qk_norm and rope), att (post-softmax) and scores (before the mask), both (B, H, T, T)."""
         was_training = self.training
         self.eval()
         x, rope = self._embed(idx, 0)

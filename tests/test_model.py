@@ -8,6 +8,8 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from scratchllm.config import InputError
 from scratchllm.model import GPT, GPTConfig, KVCache, swiglu_hidden
@@ -65,6 +67,20 @@ def test_changing_future_tokens_leaves_past_logits_unchanged(variant, attention)
     a, b = model(idx)[0], model(changed)[0]
     torch.testing.assert_close(a[:, :10], b[:, :10], atol=1e-6, rtol=0)
     assert (a[:, 10:] - b[:, 10:]).abs().max() > 1e-3  # the future did change: the test can fail
+
+
+MODELS = {(v, a): build(**VARIANTS[v], attention=a).eval() for v in VARIANTS for a in ("sdpa", "reference")}
+
+
+@settings(max_examples=40, deadline=None)
+@given(key=st.sampled_from(sorted(MODELS)), cut=st.integers(1, 23), seed=st.integers(0, 2**16))
+def test_logits_before_any_cut_ignore_everything_after_it(key, cut, seed):
+    model = MODELS[key]
+    idx, other = batch(seed=seed)
+    changed = torch.cat([idx[:, :cut], other[:, cut:]], dim=1)
+    with torch.no_grad():
+        a, b = model(idx)[0], model(changed)[0]
+    torch.testing.assert_close(a[:, :cut], b[:, :cut], atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("attention", ["sdpa", "reference"])

@@ -104,3 +104,19 @@ def test_import_refuses_pickles_and_unsupported_settings(tmp_path):
     (tmp_path / "llama" / "config.json").write_text(json.dumps({"model_type": "llama"}))
     with pytest.raises(InputError, match="model_type"):
         import_hf(tmp_path / "llama")
+
+
+@pytest.mark.slow
+def test_gpt2_small_shape_round_trips_through_transformers(tmp_path):
+    """The real GPT-2 (124M) shape, random weights: export -> transformers -> import, logits equal throughout."""
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=50257, block_size=1024, n_layer=12, n_head=12, n_embd=768, bias=True)).eval()
+    export_hf(model, tmp_path / "hf")
+    hf = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf").eval()
+    assert hf.num_parameters() == model.num_params() == 124_439_808
+    ids = torch.randint(0, 50257, (1, 64))
+    back, _, _ = import_hf(tmp_path / "hf")
+    with torch.no_grad():
+        ours = model(ids)[0]
+        torch.testing.assert_close(hf(ids).logits, ours, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(back.eval()(ids)[0], ours, atol=0, rtol=0)
