@@ -3,7 +3,8 @@
 
 A ~10M-parameter GPT-2-shaped model (5 layers, 384 wide, vocab 4096, block 1024), random weights (speed does not
 depend on them). "context C" = a prompt of C - N tokens and N new tokens, so the last token sees C positions.
-tokens/s counts new tokens over the whole call, prompt pre-fill included. Median of 3 after a warm-up.
+tokens/s counts new tokens over the whole call, prompt pre-fill included. Median of 3 after a warm-up. The cache
+costs memory: n_layer x 2 x heads x block_size x head_dim floats per sequence, reported in MiB.
 
 Run: .venv/bin/python benchmarks/bench_generate.py  -> table on stdout, benchmarks/results/generate.json
 """
@@ -21,11 +22,11 @@ import torch
 
 from scratchllm.convert import export_hf
 from scratchllm.generate import generate
-from scratchllm.model import GPT, GPTConfig
+from scratchllm.model import GPT, GPTConfig, KVCache
 
 CONFIG = dict(vocab_size=4096, block_size=1024, n_layer=5, n_head=6, n_embd=384)
 CACHE_CASES = [(256, 64, 16), (1024, 64, 8)]  # (context, new tokens with cache, new tokens without)
-HF_CASES = [(64, 128), (512, 128)]  # (prompt length, new tokens)
+HF_CASES = [(64, 128), (256, 128), (768, 128)]  # (prompt length, new tokens)
 
 
 def median_time(fn, repeats: int = 3) -> float:
@@ -55,7 +56,14 @@ def bench_cache(model: GPT) -> list[dict]:
     return rows
 
 
-def bench_hf(model: GPT) -> list[dict]:
+def timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def bench_hf(model: GPT, pairs: int = 5) -> list[dict]:
+    """Ours and transformers' generate, timed alternately (so machine load hits both alike); medians of `pairs`."""
     import transformers
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -64,15 +72,20 @@ def bench_hf(model: GPT) -> list[dict]:
     rows = []
     for length, n in HF_CASES:
         ids = prompt(length)
-        x = torch.tensor([ids])
         kw = dict(max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=0, eos_token_id=None)
-        with torch.no_grad():
-            theirs = hf.generate(x, **kw)[0, length:].tolist()
-            hf_s = median_time(lambda: hf.generate(x, **kw))  # noqa: B023
-        ours = generate(model, ids, n, temperature=0)
-        our_s = median_time(lambda: generate(model, ids, n, temperature=0))  # noqa: B023
+
+        def ours():
+            return generate(model, ids, n, temperature=0)  # noqa: B023
+
+        @torch.no_grad()
+        def theirs():
+            return hf.generate(torch.tensor([ids]), **kw)[0, length:].tolist()  # noqa: B023
+
+        same = ours() == theirs()  # also the warm-up
+        times = [(timed(ours), timed(theirs)) for _ in range(pairs)]
+        our_s, hf_s = (statistics.median(t) for t in zip(*times, strict=True))
         rows.append({"prompt": length, "new_tokens": n, "ours_tokens_per_s": n / our_s, "hf_tokens_per_s": n / hf_s,
-                     "ratio": hf_s / our_s, "same_tokens": ours == theirs,
+                     "ratio": hf_s / our_s, "same_tokens": same,
                      "hf_attn_implementation": hf.config._attn_implementation,
                      "transformers": transformers.__version__})
     return rows
@@ -89,7 +102,8 @@ def main() -> None:
     torch.manual_seed(0)
     model = GPT(GPTConfig(**CONFIG)).eval()
     cache_rows, hf_rows = bench_cache(model), bench_hf(model)
-    print(f"model: {model.num_params() / 1e6:.1f}M parameters, {CONFIG}")
+    cache_mb = KVCache(model.config, batch_size=1).kv.nbytes / 2**20
+    print(f"model: {model.num_params() / 1e6:.1f}M parameters, {CONFIG}; KV cache {cache_mb:.1f} MiB (fp32, batch 1)")
     print(f"{'context':>8} {'KV cache tok/s':>15} {'naive tok/s':>12} {'speed-up':>9}")
     for r in cache_rows:
         print(f"{r['context']:>8} {r['kv_cache_tokens_per_s']:>15.1f} {r['naive_tokens_per_s']:>12.1f} "
@@ -100,7 +114,8 @@ def main() -> None:
               f"{r['ratio']:>7.2f}x {str(r['same_tokens']):>12}")
     out = Path(__file__).parent / "results" / "generate.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"model": {**CONFIG, "params": model.num_params()}, "kv_cache": cache_rows,
+    out.write_text(json.dumps({"model": {**CONFIG, "params": model.num_params()}, "kv_cache_mib": cache_mb,
+                               "kv_cache": cache_rows,
                                "vs_transformers": hf_rows, "machine": machine()}, indent=2) + "\n")
     print(f"wrote {out}")
 

@@ -46,7 +46,7 @@ class NaiveContext:
 
     def next_logits(self, ids: Sequence[int]) -> torch.Tensor:
         window = torch.tensor([list(ids[-self.model.config.block_size:])], device=self.device)  # (1, T)
-        return self.model(window)[0][0, -1]  # (vocab,)
+        return self.model(window, last_only=True)[0][0, -1]  # (vocab,)
 
 
 class CachedContext:
@@ -65,7 +65,8 @@ class CachedContext:
             keep = min(len(ids), block) if self.cache.pos == 0 else max(1, block // 2)
             self.start, self.cache.pos = len(ids) - keep, 0
             new = list(ids[self.start:])
-        return self.model(torch.tensor([new], device=self.device), kv_cache=self.cache)[0][0, -1]  # (vocab,)
+        new = torch.tensor([new], device=self.device)  # (1, T)
+        return self.model(new, kv_cache=self.cache, last_only=True)[0][0, -1]  # (vocab,)
 
 
 def _check(max_new_tokens: int, temperature: float, top_k: int | None, top_p: float | None) -> None:

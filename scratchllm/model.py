@@ -310,10 +310,12 @@ class GPT(nn.Module):
             rope = (self.rope_cos[start:start + T], self.rope_sin[start:start + T])  # (T, hd/2) each
         return self.transformer.drop(x), rope
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, kv_cache: KVCache | None = None):
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, kv_cache: KVCache | None = None,
+                last_only: bool = False):
         """idx (B, T) -> logits (B, T, vocab) and the mean cross-entropy on targets (-1 = ignore), or None.
 
         With a kv_cache, idx holds only the new positions; they attend to the cached ones and are appended.
+        last_only: logits for the last position only, (B, 1, vocab), as generation needs (skips a T x vocab matmul).
         """
         x, rope = self._embed(idx, kv_cache.pos if kv_cache is not None else 0)
         for block in self.transformer.h:
@@ -323,6 +325,8 @@ class GPT(nn.Module):
                 x = block(x, rope, kv_cache)
         if kv_cache is not None:
             kv_cache.pos += idx.size(1)
+        if last_only:
+            x = x[:, -1:]  # (B, 1, C)
         logits = self.lm_head(self.transformer.ln_f(x))  # (B, T, vocab)
         if targets is None:
             return logits, None

@@ -222,3 +222,11 @@ def test_gpt2_init_scales_residual_projections():
     assert fc == pytest.approx(0.02, rel=0.05)
     assert proj == pytest.approx(0.02 / math.sqrt(16), rel=0.05)
     assert model.lm_head.weight is model.transformer.wte.weight
+
+
+def test_last_only_logits_equal_the_last_row_of_the_full_logits():
+    model = build(positions="rope").eval()
+    idx, _ = batch()
+    last = model(idx, last_only=True)[0]
+    assert last.shape == (2, 1, 61)
+    torch.testing.assert_close(last, model(idx)[0][:, -1:], atol=1e-6, rtol=1e-6)
