@@ -120,3 +120,22 @@ def test_gpt2_small_shape_round_trips_through_transformers(tmp_path):
         ours = model(ids)[0]
         torch.testing.assert_close(hf(ids).logits, ours, atol=1e-4, rtol=1e-4)
         torch.testing.assert_close(back.eval()(ids)[0], ours, atol=0, rtol=0)
+
+
+def test_hub_layout_without_prefix_and_with_mask_buffers_imports(tmp_path):
+    """openai-community/gpt2's file names tensors "h.0.attn.c_attn.weight" (no "transformer.") and stores the old
+    causal-mask buffers "h.0.attn.bias" (1, 1, n_ctx, n_ctx): both must be handled."""
+    from safetensors.torch import save_file
+
+    hf = random_hf_model()
+    state = hf.state_dict()
+    tensors = {k.removeprefix("transformer."): v.contiguous() for k, v in state.items() if k != "lm_head.weight"}
+    for i in range(2):
+        tensors[f"h.{i}.attn.bias"] = torch.ones(1, 1, 16, 16).tril()
+    save_file(tensors, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    hf.config.to_json_file(tmp_path / "config.json")
+    (tmp_path / "vocab.json").write_text("{}")
+    model, tok, notes = import_hf(tmp_path)
+    assert tok is None and "vocab.json" in notes[0]
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(IDS)[0], hf(IDS).logits, atol=1e-4, rtol=1e-4)
