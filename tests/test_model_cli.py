@@ -70,6 +70,13 @@ def test_prompt_ids_without_tokenizer(tmp_path, capsys):
     assert "999" in capsys.readouterr().err
 
 
+def test_run_tokenizer_is_used_when_the_checkpoint_has_none(tmp_path, capsys):
+    run, model, tok = make_run(tmp_path, tokenizer=False)
+    tok.save(run / "tokenizer.json")
+    assert main(["generate", "--run", str(run), "--prompt", "ab", "--max-new-tokens", "5", "--temperature", "0"]) == 0
+    assert capsys.readouterr().out == "ab" + generate_text(model, tok, "ab", 5, temperature=0) + "\n"
+
+
 def test_missing_run_exits_2(tmp_path, capsys):
     assert main(["generate", "--run", str(tmp_path / "nope"), "--prompt", "x"]) == 2
     assert "no checkpoint" in capsys.readouterr().err

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sys
 import warnings
+from pathlib import Path
 
 
 def _add_source(p, required: bool = True) -> None:
@@ -70,8 +71,11 @@ def _generate(args) -> int:
     from scratchllm.checkpoint import load_model
     from scratchllm.config import InputError
     from scratchllm.generate import iter_tokens, stream_text
+    from scratchllm.tokenizer import load_tokenizer
 
     model, tok, _ = load_model(args.run or args.checkpoint)
+    if tok is None and args.run and Path(args.run, "tokenizer.json").is_file():  # the run's own tokenizer
+        tok = load_tokenizer(Path(args.run, "tokenizer.json"))
     stops = tuple(tok.special_tokens.values()) if tok is not None else ()
     kw = dict(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed, stop_tokens=stops,
               use_cache=not args.no_cache)
