@@ -211,10 +211,10 @@ def rule_divergence(metrics: list[dict], th: Thresholds = DEFAULT) -> list[Findi
 
 
 def _lr_cause(start: float, end: float, peak_lr: float | None, th: Thresholds) -> str:
-    if end > start:
-        return "the learning rate is likely too high: the loss went up instead of down"
     if peak_lr is not None and peak_lr < th.low_lr:
         return f"the learning rate is likely too low: peak LR {peak_lr:.2g} barely moves the weights"
+    if end > start * (1 + th.plateau_rel_drop):
+        return "the learning rate is likely too high: the loss went up instead of down"
     return "the learning rate is too low (updates too small) or too high (updates bounce around the minimum)"
 
 
