@@ -140,3 +140,11 @@ def test_word_tokenizer_maps_unseen_words_to_unk(tmp_path, tiny_text):
     assert tok.decode(ids) == f" the<unk>{EOT}"
     tok.save(tmp_path / "w.json")
     assert load_tokenizer(tmp_path / "w.json").encode(tiny_text) == tok.encode(tiny_text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(max_codepoint=127)) | st.text(alphabet=" \t\r\n\x0b\x0c\x1c'sSlL1a.!"))
+def test_ascii_split_twin_equals_regex_module(text):
+    from scratchllm.tokenizer.base import splitter
+
+    assert splitter(GPT4_PATTERN)(text) == regex.findall(GPT4_PATTERN, text)

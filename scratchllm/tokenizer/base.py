@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import sys
 import unicodedata
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import regex
@@ -23,8 +25,24 @@ GPT4_PATTERN = (
     r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|"""
     r"""\s*[\r\n]|\s+(?!\S)|\s"""
 )
+# The same pattern for pure-ASCII text, where \p{L} is [A-Za-z], \p{N} is [0-9] and \s is the six ASCII spaces: the
+# standard `re` module runs it about twice as fast as `regex` runs the Unicode one (possessive needs Python 3.11).
+_S, _NS = r"[\t\n\x0b\x0c\r ]", r"[^\t\n\x0b\x0c\r ]"
+GPT4_PATTERN_ASCII = (
+    r"""'(?i:[sdmt]|ll|ve|re)|[^\r\nA-Za-z0-9]?+[A-Za-z]++|[0-9]{1,3}+| ?[^\t\n\x0b\x0c\r A-Za-z0-9]++[\r\n]*+|"""
+    rf"""{_S}++$|{_S}*[\r\n]|{_S}+(?!{_NS})|{_S}"""
+)
 FORMAT, VERSION = "scratchllm-tokenizer", 1
 TOKENIZER_TYPES: dict[str, type[Tokenizer]] = {}
+
+
+def splitter(pattern: str) -> Callable[[str], list[str]]:
+    """`findall` for `pattern`; for the GPT-4 pattern, pure-ASCII text takes the faster `re` twin (same chunks)."""
+    findall = regex.compile(pattern).findall
+    if pattern != GPT4_PATTERN or sys.version_info < (3, 11):
+        return findall
+    ascii_findall = re.compile(GPT4_PATTERN_ASCII).findall
+    return lambda text: ascii_findall(text) if text.isascii() else findall(text)
 
 
 def split_specials(text: str, special_tokens: Sequence[str]) -> Iterator[tuple[str, bool]]:

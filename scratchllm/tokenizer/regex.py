@@ -10,10 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import regex
-
 from scratchllm.config import InputError
-from scratchllm.tokenizer.base import GPT4_PATTERN, Tokenizer, split_specials
+from scratchllm.tokenizer.base import GPT4_PATTERN, Tokenizer, split_specials, splitter
 
 
 class RegexTokenizer(Tokenizer):
@@ -33,7 +31,7 @@ class RegexTokenizer(Tokenizer):
         first = len(self.vocab)
         self.special_tokens = {s: first + k for k, s in enumerate(dict.fromkeys(special_tokens))}
         self._special_bytes = {i: s.encode("utf-8") for s, i in self.special_tokens.items()}
-        self._split = regex.compile(pattern).findall
+        self._split = splitter(pattern)
         self._cache: dict[bytes, list[int]] = {}
 
     @property
@@ -44,9 +42,14 @@ class RegexTokenizer(Tokenizer):
         return self.vocab[i] if i < len(self.vocab) else self._special_bytes[i]
 
     def bpe(self, chunk: bytes) -> list[int]:
-        """Merge one chunk by rank: with ranks {b'ab': 256, b'abc': 257}, b"abcab" -> [257, 256]."""
-        parts = [chunk[i : i + 1] for i in range(len(chunk))]
+        """Merge one chunk by rank: with ranks {b'ab': 256, b'abc': 257}, b"abcab" -> [257, 256].
+
+        As in tiktoken, a chunk that is itself a token is that token, whatever the merges would do.
+        """
         ranks = self.ranks
+        if chunk in ranks:
+            return [ranks[chunk]]
+        parts = [chunk[i : i + 1] for i in range(len(chunk))]
         while len(parts) > 1:
             joined = [ranks.get(parts[i] + parts[i + 1], -1) for i in range(len(parts) - 1)]
             candidates = [r for r in joined if r >= 0]

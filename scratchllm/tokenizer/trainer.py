@@ -11,10 +11,8 @@ from __future__ import annotations
 import heapq
 from collections import Counter, defaultdict
 
-import regex
-
 from scratchllm.config import InputError
-from scratchllm.tokenizer.base import GPT4_PATTERN, split_specials
+from scratchllm.tokenizer.base import GPT4_PATTERN, split_specials, splitter
 from scratchllm.tokenizer.fast import BPETokenizer
 from scratchllm.tokenizer.regex import check_vocab_size
 
@@ -24,7 +22,7 @@ def count_chunks(text: str, pattern: str = GPT4_PATTERN, special_tokens=()) -> C
 
     Special tokens are cut out of the training text first, so no merge ever spans one.
     """
-    finder = regex.compile(pattern).findall
+    finder = splitter(pattern)
     counts: Counter = Counter()
     for part, is_special in split_specials(text, special_tokens):
         if not is_special:
@@ -85,17 +83,17 @@ class _PairIndex:
             if old.find(pair, j + 2) >= 0:
                 words[i] = self._recount(old, old.replace(pair, new), new, f, i, delta)
                 continue
-            words[i] = old[:j] + new + old[j + 2 :]
+            words[i] = old.replace(pair, new, 1)
             if j:
-                left = old[j - 1]
-                delta[left + old[j]] -= f
-                delta[left + new] += f
-                where[left + new].append(i)
+                delta[old[j - 1 : j + 1]] -= f
+                p = old[j - 1] + new
+                delta[p] += f
+                where[p].append(i)
             if j + 2 < len(old):
-                right = old[j + 2]
-                delta[old[j + 1] + right] -= f
-                delta[new + right] += f
-                where[new + right].append(i)
+                delta[old[j + 1 : j + 3]] -= f
+                p = new + old[j + 2]
+                delta[p] += f
+                where[p].append(i)
         self.counts.pop(pair, None)
         delta.pop(pair, None)
         self._apply(delta)
