@@ -19,7 +19,8 @@ from safetensors.torch import save as save_safetensors
 
 from scratchllm.config import InputError, atomic_write_bytes, write_json
 from scratchllm.model import GPT, GPTConfig
-from scratchllm.tokenizer import Tokenizer, load_tokenizer
+from scratchllm.tokenizer import RegexTokenizer, Tokenizer, load_tokenizer
+from scratchllm.tokenizer.hf_export import export_hf as export_hf_tokenizer
 
 CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 ACTIVATIONS = {"gelu": "gelu_new", "relu": "relu"}  # ours -> HF; GPT-2's "gelu_new" is the tanh approximation
@@ -104,7 +105,8 @@ def from_hf_state_dict(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tens
 
 
 def export_hf(model: GPT, out_dir: str | os.PathLike, tokenizer: Tokenizer | None = None) -> Path:
-    """Write config.json + model.safetensors that transformers' AutoModelForCausalLM.from_pretrained loads."""
+    """Write config.json + model.safetensors that transformers' AutoModelForCausalLM.from_pretrained loads; a
+    byte-level BPE tokenizer also goes out as HF tokenizer.json (AutoTokenizer), and every tokenizer as our own file."""
     out_dir = Path(out_dir)
     eos = tokenizer.special_tokens.get("<|endoftext|>") if tokenizer is not None else None
     hf_config = to_hf_config(model.config, eos)
@@ -112,6 +114,8 @@ def export_hf(model: GPT, out_dir: str | os.PathLike, tokenizer: Tokenizer | Non
     write_json(out_dir / "config.json", hf_config)
     if tokenizer is not None:
         tokenizer.save(out_dir / OUR_TOKENIZER)
+    if isinstance(tokenizer, RegexTokenizer):
+        export_hf_tokenizer(tokenizer, out_dir / "tokenizer.json")
     return out_dir
 
 

@@ -139,3 +139,21 @@ def test_hub_layout_without_prefix_and_with_mask_buffers_imports(tmp_path):
     assert tok is None and "vocab.json" in notes[0]
     with torch.no_grad():
         torch.testing.assert_close(model.eval()(IDS)[0], hf(IDS).logits, atol=1e-4, rtol=1e-4)
+
+
+def test_export_with_bpe_tokenizer_generates_the_same_text_in_transformers(tmp_path, tiny_text):
+    """End to end: AutoTokenizer + AutoModelForCausalLM on the exported folder continue a prompt exactly as we do."""
+    from scratchllm.generate import generate_text
+    from scratchllm.tokenizer import train_bpe
+
+    tok = train_bpe(tiny_text[:5000], 300, progress=False)
+    model = ours(vocab_size=tok.vocab_size, block_size=64)
+    export_hf(model, tmp_path, tok)
+    hf_tok = transformers.AutoTokenizer.from_pretrained(tmp_path)
+    hf = transformers.AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    prompt = "First Citizen:\nBefore we proceed"
+    ids = hf_tok(prompt, return_tensors="pt").input_ids
+    assert ids[0].tolist() == tok.encode(prompt)
+    out = hf.generate(ids, max_new_tokens=20, min_new_tokens=20, do_sample=False, pad_token_id=0)
+    theirs = hf_tok.decode(out[0, ids.shape[1]:])
+    assert theirs == generate_text(model, tok, prompt, 20, temperature=0)
