@@ -102,6 +102,11 @@ def test_missing_tokenizer_file(tmp_path):
         load_tokenizer(tmp_path / "nope.json")
 
 
+def test_empty_special_token_is_refused():
+    with pytest.raises(InputError, match="empty string"):
+        train_bpe("hello hello", 300, special_tokens=("",), progress=False)
+
+
 def test_vocab_size_limits():
     with pytest.raises(InputError, match="must exceed 256"):
         train_bpe("hello hello", 256, special_tokens=(), progress=False)

@@ -88,3 +88,11 @@ def test_compare_tokenizers_table(tiny_text, shakespeare_text, tmp_path):
 def test_full_corpus_comparison_ours_within_3_percent_of_hf(shakespeare_text):
     result = compare_tokenizers(shakespeare_text, 4096)
     assert abs(result["ours_vs_hf_bytes_per_token"] - 1) < 0.03
+
+
+@pytest.mark.slow
+def test_hf_export_encodes_the_whole_corpus_identically(shakespeare_text, tmp_path):
+    ours = train_bpe(shakespeare_text, 4096, special_tokens=(EOT,), progress=False)
+    export_hf(ours, tmp_path / "tokenizer.json")
+    hf = tokenizers.Tokenizer.from_file(str(tmp_path / "tokenizer.json"))
+    assert hf.encode(shakespeare_text).ids == ours.encode(shakespeare_text)

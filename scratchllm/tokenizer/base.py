@@ -54,6 +54,8 @@ def split_specials(text: str, special_tokens: Sequence[str]) -> Iterator[tuple[s
         if text:
             yield text, False
         return
+    if not all(special_tokens):
+        raise InputError("a special token cannot be the empty string")
     alternatives = "|".join(regex.escape(s) for s in sorted(special_tokens, key=len, reverse=True))
     for i, piece in enumerate(regex.split(f"({alternatives})", text)):
         if piece:
@@ -152,5 +154,5 @@ def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
     fields = {k: v for k, v in data.items() if k not in ("format", "version", "type")}
     try:
         return TOKENIZER_TYPES[data["type"]].from_dict(fields)
-    except (KeyError, TypeError, ValueError, IndexError) as e:
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
         raise InputError(f"tokenizer file {path} is corrupt: {type(e).__name__}: {e}") from None

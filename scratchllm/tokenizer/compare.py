@@ -62,7 +62,7 @@ def _ours_rows(train: str, held_out: str, vocab_size: int) -> list[dict]:
     return rows
 
 
-def _line_pieces(text: str, size: int = 65536) -> list[str]:
+def line_pieces(text: str, size: int = 65536) -> list[str]:
     """Cut text into pieces of about `size` characters, each ending at a line break."""
     pieces, start = [], 0
     while start < len(text):
@@ -78,7 +78,7 @@ def _tiktoken_batch_row(tok, train_s: float, held_out: str) -> dict:
 
     enc = tiktoken.Encoding("scratchllm-ranks", pat_str=tok.pattern, mergeable_ranks=tok.ranks,
                             special_tokens=tok.special_tokens)
-    batches, enc_s = _timed(enc.encode_batch, _line_pieces(held_out), num_threads=os.cpu_count() or 1)
+    batches, enc_s = _timed(enc.encode_batch, line_pieces(held_out), num_threads=os.cpu_count() or 1)
     decoded = "".join(enc.decode(ids) for ids in batches)
     return _row("tiktoken from our ranks (encode_batch)", train_s, enc.n_vocab, sum(map(len, batches)), enc_s,
                 held_out, decoded, 0.0, "64 KB pieces cut at line breaks, threads")
@@ -105,7 +105,7 @@ def hf_bpe(vocab_size: int, split_pattern: str | None = None):
 def train_hf_bpe(text: str, vocab_size: int, split_pattern: str | None = None):
     """Train HF byte-level BPE on `text` (fed as ~50 KB pieces, so its Rust threads all get work)."""
     hf, trainer = hf_bpe(vocab_size, split_pattern)
-    hf.train_from_iterator(_line_pieces(text, 50_000), trainer)
+    hf.train_from_iterator(line_pieces(text, 50_000), trainer)
     return hf
 
 
@@ -153,12 +153,14 @@ def _pretrained_tiktoken_rows(held_out: str) -> list[dict]:
     import tiktoken
     from tiktoken_ext import openai_public
 
-    cache = Path(os.environ.get("TIKTOKEN_CACHE_DIR") or Path(tempfile.gettempdir(), "data-gym-cache"))
-    urls = {"gpt2": "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/vocab.bpe",
-            "cl100k_base": "https://openaipublic.blob.core.windows.net/encodings/cl100k_base.tiktoken"}
+    cache_dir = os.environ.get("TIKTOKEN_CACHE_DIR") or os.environ.get("DATA_GYM_CACHE_DIR")
+    cache = Path(cache_dir or Path(tempfile.gettempdir(), "data-gym-cache"))
+    blob = "https://openaipublic.blob.core.windows.net"
+    urls = {"gpt2": [f"{blob}/gpt-2/encodings/main/vocab.bpe", f"{blob}/gpt-2/encodings/main/encoder.json"],
+            "cl100k_base": [f"{blob}/encodings/cl100k_base.tiktoken"]}
     rows = []
-    for name, url in urls.items():
-        cached = (cache / hashlib.sha1(url.encode()).hexdigest()).exists()
+    for name, files in urls.items():
+        cached = all((cache / hashlib.sha1(url.encode()).hexdigest()).exists() for url in files)
         if not cached or name not in openai_public.ENCODING_CONSTRUCTORS:
             continue
         enc = tiktoken.get_encoding(name)
