@@ -64,6 +64,13 @@ def test_special_tokens_are_single_ids_after_the_merges(bpe):
     assert eot not in bpe.encode_ordinary_reference(EOT)
 
 
+def test_render_token_labels_are_printable():
+    from scratchllm.tokenizer import render_token
+
+    assert render_token(b" the") == " the" and render_token(b"\n") == "\\u000a"
+    assert render_token(b"\xe2\x82") == "\ufffd"  # half a character
+
+
 def test_split_specials_prefers_the_longest():
     pieces = list(split_specials("a<|x|><|xy|>b", ["<|x|>", "<|xy|>"]))
     assert pieces == [("a", False), ("<|x|>", True), ("<|xy|>", True), ("b", False)]

@@ -1,11 +1,11 @@
 """Tokenizers: text <-> ids. Read in order base -> basic -> regex -> fast -> trainer; char.py and word.py beside.
 
->>> tok = train_bpe(text, 4096)        # byte-level BPE, GPT-4 split, "<|endoftext|>" as id 4095
->>> tok.decode(tok.encode("Hello"))    # encode runs in tiktoken; tok.encode_reference is the plain-Python twin
-'Hello'
+    tok = train_bpe(text, 4096)      # byte-level BPE, GPT-4 split, "<|endoftext|>" is id 4095
+    ids = tok.encode("Hello")        # tiktoken built from our ranks; tok.encode_reference is the Python twin
+    tok.save("tok.json"); tok = load_tokenizer("tok.json")
 """
 
-from scratchllm.tokenizer.base import GPT4_PATTERN, Tokenizer, load_tokenizer
+from scratchllm.tokenizer.base import GPT4_PATTERN, Tokenizer, load_tokenizer, render_token
 from scratchllm.tokenizer.char import CharTokenizer
 from scratchllm.tokenizer.fast import BPETokenizer
 from scratchllm.tokenizer.regex import RegexTokenizer
@@ -20,5 +20,6 @@ __all__ = [
     "Tokenizer",
     "WordTokenizer",
     "load_tokenizer",
+    "render_token",
     "train_bpe",
 ]

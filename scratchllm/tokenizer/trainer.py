@@ -76,14 +76,15 @@ class _PairIndex:
         delta: defaultdict[str, int] = defaultdict(int)
         for i in where.pop(pair):
             old = words[i]
-            j = old.find(pair)
-            if j < 0:  # stale index entry: an earlier merge already consumed it
+            merged = old.replace(pair, new)
+            shrink = len(old) - len(merged)  # number of matches: 0 for a stale index entry
+            if shrink != 1:
+                if shrink:
+                    words[i] = self._recount(old, merged, new, freqs[i], i, delta)
                 continue
+            words[i] = merged
             f = freqs[i]
-            if old.find(pair, j + 2) >= 0:
-                words[i] = self._recount(old, old.replace(pair, new), new, f, i, delta)
-                continue
-            words[i] = old.replace(pair, new, 1)
+            j = old.find(pair)
             if j:
                 delta[old[j - 1 : j + 1]] -= f
                 p = old[j - 1] + new

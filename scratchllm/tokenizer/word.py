@@ -9,10 +9,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
-import regex
-
 from scratchllm.config import InputError
-from scratchllm.tokenizer.base import GPT4_PATTERN, Tokenizer, split_specials
+from scratchllm.tokenizer.base import GPT4_PATTERN, Tokenizer, split_specials, splitter
 
 UNK = "<unk>"
 
@@ -28,7 +26,7 @@ class WordTokenizer(Tokenizer):
         self.stoi = {w: i for i, w in enumerate(self.words)}
         first = len(self.words)
         self.special_tokens = {s: first + k for k, s in enumerate(dict.fromkeys(special_tokens))}
-        self._split = regex.compile(pattern).findall
+        self._split = splitter(pattern)
         self._bytes = [t.encode("utf-8") for t in (*self.words, *self.special_tokens)]
 
     @classmethod
@@ -40,9 +38,10 @@ class WordTokenizer(Tokenizer):
         if n_words < 1:
             raise InputError(f"vocab size must exceed 1 + {len(special_tokens)} special token(s), got {vocab_size}")
         counts: Counter = Counter()
+        split = splitter(pattern)
         for piece, is_special in split_specials(text, special_tokens):
             if not is_special:
-                counts.update(regex.findall(pattern, piece))
+                counts.update(split(piece))
         return cls([w for w, _ in counts.most_common(n_words)], special_tokens, pattern)
 
     @property
