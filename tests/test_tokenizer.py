@@ -160,3 +160,27 @@ def test_ascii_split_twin_equals_regex_module(text):
     from scratchllm.tokenizer.base import splitter
 
     assert splitter(GPT4_PATTERN)(text) == regex.findall(GPT4_PATTERN, text)
+
+
+TRICKY = ["\n", "\n\n", " \n", "\r\n", "\n ", "x", "’", "\u3000", "\x1c", ".", "!\n", "  ", "\u2028", "a", "1",
+          "'s", "\t", "\x85", "é"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.sampled_from(TRICKY), max_size=80).map("".join) | st.text(),
+    st.integers(1, 20),
+)
+def test_cutting_into_blocks_keeps_every_chunk(text, size):
+    from scratchllm.tokenizer.base import blocks
+
+    pieces = list(blocks(text, size))
+    assert "".join(pieces) == text
+    assert [c for p in pieces for c in regex.findall(GPT4_PATTERN, p)] == regex.findall(GPT4_PATTERN, text)
+
+
+def test_splitter_on_long_mixed_text(tiny_text):
+    from scratchllm.tokenizer.base import splitter
+
+    text = (tiny_text + "’ café 日本\u3000\x1c\n") * 3
+    assert splitter(GPT4_PATTERN)(text) == regex.findall(GPT4_PATTERN, text)
