@@ -38,6 +38,7 @@ class CharTokenizer(Tokenizer):
         return len(self.itos)
 
     def token_bytes(self, i: int) -> bytes:
+        self.check_ids([i])
         return self.itos[i].encode("utf-8")
 
     def encode(self, text: str) -> list[int]:

@@ -39,12 +39,14 @@ class RegexTokenizer(Tokenizer):
         return len(self.vocab) + len(self.special_tokens)
 
     def token_bytes(self, i: int) -> bytes:
+        self.check_ids([i])
         return self.vocab[i] if i < len(self.vocab) else self._special_bytes[i]
 
     def bpe(self, chunk: bytes) -> list[int]:
         """Merge one chunk by rank: with ranks {b'ab': 256, b'abc': 257}, b"abcab" -> [257, 256].
 
         As in tiktoken, a chunk that is itself a token is that token, whatever the merges would do.
+        Quadratic in the chunk's length, which is fine for word-sized chunks (and the cache does the rest).
         """
         ranks = self.ranks
         if chunk in ranks:

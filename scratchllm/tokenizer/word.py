@@ -49,6 +49,7 @@ class WordTokenizer(Tokenizer):
         return len(self.words) + len(self.special_tokens)
 
     def token_bytes(self, i: int) -> bytes:
+        self.check_ids([i])
         return self._bytes[i]
 
     def encode(self, text: str) -> list[int]:
