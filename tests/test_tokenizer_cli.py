@@ -21,6 +21,13 @@ def tok_file(tmp_path_factory, tiny_text):
     return out
 
 
+@pytest.mark.parametrize("action", ["train", "encode", "decode", "compare"])
+def test_help_names_an_example(action, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["tokenizer", action, "--help"])
+    assert exit_info.value.code == 0 and "Example: scratchllm tokenizer" in " ".join(capsys.readouterr().out.split())
+
+
 def test_train_encode_decode_round_trip(tok_file, capsys):
     capsys.readouterr()
     text = "To be, or not to be<|endoftext|> — ünïcödé"

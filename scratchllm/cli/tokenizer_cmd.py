@@ -35,7 +35,8 @@ def _add_train(actions) -> None:
                     "Example: scratchllm tokenizer train --input shakespeare --vocab-size 4096 --out tok.json",
     )
     p.add_argument("--input", nargs="+", required=True, metavar="PATH", help="corpus file(s), folder, glob or name")
-    p.add_argument("--vocab-size", type=int, required=True, metavar="N", help="ids in all, special tokens included")
+    p.add_argument("--vocab-size", type=int, required=True, metavar="N",
+                   help="ids in all, special tokens included (ignored by --type char)")
     p.add_argument("--out", required=True, metavar="FILE", help="where to write the tokenizer JSON")
     p.add_argument("--special", action="append", metavar="TOK", help=f"special token (repeatable; default {EOT})")
     p.add_argument("--type", choices=["bpe", "char", "word"], default="bpe", help="tokenizer kind (default bpe)")
