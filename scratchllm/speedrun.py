@@ -1,0 +1,196 @@
+"""The CPU speedrun: the best Shakespeare model this machine can train in a fixed wall-clock budget.
+
+This module owns the speedrun recipe (a `SpeedrunConfig` preset: tokenizer size, model shape, optimizer, a
+wall-clock LR schedule), the fixed data split (the first 1,115,394 bytes of the corpus, 90/10, as nanoGPT's
+Shakespeare), a time-budgeted training loop and an exact bits-per-byte evaluator over every held-out byte. The
+tokenizer is trained once before the clock starts (well under a second) and its time is reported apart.
+It does not own the baseline it is judged against (benchmarks/nanogpt_baseline.py) nor the general trainer (train.py).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch.nn import functional as F
+
+from scratchllm.config import InputError, from_dict, load_yaml
+from scratchllm.data import load_corpus
+from scratchllm.model import GPT, GPTConfig
+from scratchllm.tokenizer import Tokenizer, train_bpe
+
+PREFIX_BYTES = 1_115_394  # the size of nanoGPT's tiny Shakespeare, the split its published numbers use
+PRESETS = Path(__file__).resolve().parent.parent / "configs"
+
+
+@dataclass
+class SpeedrunTrain:
+    """Optimizer and schedule of a budgeted run; the schedule runs on the wall clock, not on a step count."""
+
+    batch_size: int = 16
+    """Sequences per step."""
+    lr: float = 3e-3
+    """Peak AdamW learning rate."""
+    min_lr_frac: float = 0.05
+    """The LR ends at lr x min_lr_frac when the budget runs out."""
+    warmup_steps: int = 30
+    """Linear warm-up over the first steps."""
+    warmdown_frac: float = 0.5
+    """Fraction of the budget, at its end, over which the LR falls linearly to its floor."""
+    weight_decay: float = 0.1
+    """AdamW weight decay on matrices (not on norms or biases)."""
+    beta2: float = 0.99
+    """AdamW's second-moment decay (beta1 is 0.9)."""
+    grad_clip: float = 1.0
+    """Clip the global gradient norm to this (0 = off)."""
+    bf16: bool = True
+    """bfloat16 autocast for matmuls (AMX on recent Xeons); weights and optimizer stay fp32."""
+    seed: int = 1337
+    """Seed of initialisation and batch sampling."""
+
+
+@dataclass
+class SpeedrunConfig:
+    """A speedrun recipe: the tokenizer's size, the model and the training settings."""
+
+    vocab_size: int = 1024
+    """Byte-level BPE vocabulary trained on the training split (the model's vocab_size follows it)."""
+    model: GPTConfig = field(default_factory=lambda: GPTConfig(vocab_size=1024))
+    """Model shape and architecture (vocab_size is overwritten by the tokenizer's)."""
+    train: SpeedrunTrain = field(default_factory=SpeedrunTrain)
+    """Optimizer and schedule."""
+
+
+def load_speedrun_preset(minutes: float) -> SpeedrunConfig:
+    """The preset tuned for the nearest budget: configs/speedrun-1min.yaml below 3 minutes, else speedrun-5min.yaml."""
+    return load_speedrun_config(PRESETS / ("speedrun-1min.yaml" if minutes < 3 else "speedrun-5min.yaml"))
+
+
+def load_speedrun_config(path: str | Path) -> SpeedrunConfig:
+    data = load_yaml(path)
+    data.get("model", {}).setdefault("vocab_size", data.get("vocab_size", SpeedrunConfig.vocab_size))
+    return from_dict(SpeedrunConfig, data)
+
+
+def split_corpus(text: str, prefix_bytes: int | None = PREFIX_BYTES, val_frac: float = 0.1) -> dict[str, str]:
+    """train / val: the first `prefix_bytes` characters split 90/10 (None = the whole text); holdout: the last
+    10% of the whole text, never used for a choice. Example: 100 chars, prefix 50 -> train 45, val 5, holdout 10."""
+    head = text if prefix_bytes is None else text[:prefix_bytes]
+    cut = int(len(head) * (1 - val_frac))
+    return {"train": head[:cut], "val": head[cut:], "holdout": text[int(len(text) * (1 - val_frac)):]}
+
+
+def lr_at(cfg: SpeedrunTrain, step: int, frac: float) -> float:
+    """Warm-up over the first steps, flat, then linear warm-down to lr x min_lr_frac as `frac` (of the budget
+    spent) reaches 1. Example with lr 1, warmdown 0.5, floor 0: frac 0.25 -> 1, frac 0.75 -> 0.5, frac 1 -> 0."""
+    warm = min(1.0, (step + 1) / max(cfg.warmup_steps, 1))
+    down = min(1.0, max(0.0, (1.0 - frac) / cfg.warmdown_frac)) if cfg.warmdown_frac > 0 else 1.0
+    return cfg.lr * warm * (cfg.min_lr_frac + (1.0 - cfg.min_lr_frac) * down)
+
+
+def make_optimizer(model: GPT, cfg: SpeedrunTrain) -> torch.optim.AdamW:
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    rest = [p for p in model.parameters() if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": rest, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, cfg.beta2), foreach=True)
+
+
+def token_byte_lengths(tok: Tokenizer) -> torch.Tensor:
+    """(vocab,) bytes each token id stands for: the weights that turn nats per token into bits per byte."""
+    return torch.tensor([len(tok.token_bytes(i)) for i in range(tok.vocab_size)], dtype=torch.float64)
+
+
+@torch.no_grad()
+def evaluate_bpb(model: GPT, ids: torch.Tensor, byte_lengths: torch.Tensor, bf16: bool = False,
+                 batch: int = 32) -> float:
+    """Bits per byte over every id of `ids` after the first, in non-overlapping windows of block_size.
+
+    Total cross-entropy (nats) / ln 2 / the bytes of the predicted ids, so models with different tokenizers are
+    compared on the same text. A uniform model scores log2(vocab) x tokens / bytes.
+    """
+    was_training, T = model.training, model.config.block_size
+    model.eval()
+    windows = [ids[s:s + T + 1] for s in range(0, len(ids) - 1, T)]
+    full = [w for w in windows if len(w) == T + 1]
+    groups = [torch.stack(full[i:i + batch]) for i in range(0, len(full), batch)]
+    groups += [w[None] for w in windows if len(w) != T + 1]  # the short last window, alone
+    nats = 0.0
+    for rows in groups:  # (b, t + 1)
+        with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+            logits, _ = model(rows[:, :-1])  # (b, t, vocab)
+        nats += F.cross_entropy(logits.float().flatten(0, 1), rows[:, 1:].flatten(), reduction="sum").item()
+    model.train(was_training)
+    return nats / math.log(2) / byte_lengths[ids[1:]].sum().item()
+
+
+def get_batch(data: torch.Tensor, batch_size: int, T: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """batch_size random windows of data: inputs x and next-token targets y, each (B, T)."""
+    index = torch.randint(len(data) - T - 1, (batch_size, 1), generator=gen) + torch.arange(T)  # (B, T)
+    return data[index], data[index + 1]
+
+
+def train_for(model: GPT, data: torch.Tensor, cfg: SpeedrunTrain, seconds: float, on_point=None,
+              points: int = 10) -> dict:
+    """Train `model` on `data` for `seconds` of wall clock; the LR schedule follows the clock, so it ends at its floor
+    when time runs out. `on_point(step, elapsed)` is called `points` times (its time is not counted)."""
+    opt, gen = make_optimizer(model, cfg), torch.Generator().manual_seed(cfg.seed)
+    T = model.config.block_size
+    step, elapsed, next_point, losses = 0, 0.0, 0.0, []
+    model.train()
+    while elapsed < seconds:
+        if on_point is not None and elapsed >= next_point:
+            on_point(step, elapsed)
+            next_point += seconds / points
+        start = time.perf_counter()
+        x, y = get_batch(data, cfg.batch_size, T, gen)
+        for group in opt.param_groups:
+            group["lr"] = lr_at(cfg, step, elapsed / seconds)
+        with torch.autocast("cpu", torch.bfloat16, enabled=cfg.bf16):
+            _, loss = model(x, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        step += 1
+        elapsed += time.perf_counter() - start
+        if step % 50 == 0:
+            losses.append({"step": step, "elapsed_s": elapsed, "loss": loss.item()})
+    return {"steps": step, "train_seconds": elapsed, "tokens": step * cfg.batch_size * T, "train_loss": losses}
+
+
+def speedrun(minutes: float, config: SpeedrunConfig | None = None, corpus: str = "shakespeare",
+             prefix_bytes: int | None = PREFIX_BYTES, curve_bytes: int = 32768) -> dict:
+    """Train the speedrun recipe for `minutes` of wall clock on the split of `corpus`; return the report:
+    val and holdout bits/byte, tokens/s, steps, params, peak memory, the val curve and the recipe."""
+    if minutes <= 0:
+        raise InputError(f"speedrun needs a positive number of minutes; got {minutes}")
+    cfg = config or load_speedrun_preset(minutes)
+    split = split_corpus(load_corpus(corpus).text, prefix_bytes)
+    torch.manual_seed(cfg.train.seed)
+    start = time.perf_counter()
+    tok = train_bpe(split["train"], cfg.vocab_size, progress=False)
+    tokenizer_s = time.perf_counter() - start
+    ids = {k: torch.tensor(tok.encode(v), dtype=torch.long) for k, v in split.items()}
+    model = GPT(GPTConfig(**{**asdict(cfg.model), "vocab_size": tok.vocab_size}))
+    lengths = token_byte_lengths(tok)
+    curve_ids = torch.tensor(tok.encode(split["val"][:curve_bytes]), dtype=torch.long)
+    curve = []
+    run = train_for(model, ids["train"], cfg.train, minutes * 60.0, on_point=lambda step, elapsed: curve.append(
+        {"step": step, "elapsed_s": elapsed, "val_bpb": evaluate_bpb(model, curve_ids, lengths, cfg.train.bf16)}))
+    curve.append({"step": run["steps"], "elapsed_s": run["train_seconds"],
+                  "val_bpb": evaluate_bpb(model, curve_ids, lengths, cfg.train.bf16)})
+    return {
+        "recipe": "scratchllm speedrun", "minutes": minutes, "corpus": corpus,
+        "bpb": {k: evaluate_bpb(model, ids[k], lengths, cfg.train.bf16) for k in ("val", "holdout")},
+        "bytes": {k: len(v.encode()) for k, v in split.items()},
+        "bytes_per_token": {k: len(split[k].encode()) / max(len(v), 1) for k, v in ids.items()},
+        "tokenizer_seconds": tokenizer_s, "steps": run["steps"], "train_seconds": run["train_seconds"],
+        "tokens_per_s": run["tokens"] / run["train_seconds"],
+        "bytes_per_s": run["tokens"] * len(split["train"].encode()) / len(ids["train"]) / run["train_seconds"],
+        "flops_per_token": model.flops_per_token(), "params": model.num_params(),
+        "config": asdict(cfg), "curve": curve, "train_loss": run["train_loss"],
+    }
