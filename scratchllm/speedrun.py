@@ -10,6 +10,7 @@ It does not own the baseline it is judged against (benchmarks/nanogpt_baseline.p
 from __future__ import annotations
 
 import math
+import resource
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -126,6 +127,22 @@ def evaluate_bpb(model: GPT, ids: torch.Tensor, byte_lengths: torch.Tensor, bf16
     return nats / math.log(2) / byte_lengths[ids[1:]].sum().item()
 
 
+def matmul_peak_flops(bf16: bool, n: int = 2048, repeats: int = 5) -> float:
+    """Measured FLOP/s of an n x n matmul in the training dtype: the denominator of MFU."""
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b  # warm-up
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2.0 * n**3 * repeats / (time.perf_counter() - start)
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def get_batch(data: torch.Tensor, batch_size: int, T: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """batch_size random windows of data: inputs x and next-token targets y, each (B, T)."""
     index = torch.randint(len(data) - T - 1, (batch_size, 1), generator=gen) + torch.arange(T)  # (B, T)
@@ -191,6 +208,7 @@ def speedrun(minutes: float, config: SpeedrunConfig | None = None, corpus: str =
         "tokenizer_seconds": tokenizer_s, "steps": run["steps"], "train_seconds": run["train_seconds"],
         "tokens_per_s": run["tokens"] / run["train_seconds"],
         "bytes_per_s": run["tokens"] * len(split["train"].encode()) / len(ids["train"]) / run["train_seconds"],
-        "flops_per_token": model.flops_per_token(), "params": model.num_params(),
+        "flops_per_token": model.flops_per_token(), "params": model.num_params(), "peak_rss_mb": peak_rss_mb(),
+        "mfu": model.flops_per_token() * run["tokens"] / run["train_seconds"] / matmul_peak_flops(cfg.train.bf16),
         "config": asdict(cfg), "curve": curve, "train_loss": run["train_loss"],
     }
