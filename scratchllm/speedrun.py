@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import math
 import resource
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 from torch.nn import functional as F
+from tqdm import tqdm
 
 from scratchllm.config import InputError, from_dict, load_yaml
 from scratchllm.data import load_corpus
@@ -150,10 +152,11 @@ def get_batch(data: torch.Tensor, batch_size: int, T: int, gen: torch.Generator)
 
 
 def train_for(model: GPT, data: torch.Tensor, cfg: SpeedrunTrain, seconds: float, on_point=None,
-              points: int = 10) -> dict:
+              points: int = 10, progress: bool = False) -> dict:
     """Train `model` on `data` for `seconds` of wall clock; the LR schedule follows the clock, so it ends at its floor
     when time runs out. `on_point(step, elapsed)` is called `points` times (its time is not counted)."""
     opt, gen = make_optimizer(model, cfg), torch.Generator().manual_seed(cfg.seed)
+    bar = tqdm(total=round(seconds), unit="s", desc="speedrun", disable=not progress, file=sys.stderr)
     T = model.config.block_size
     step, elapsed, next_point, losses = 0, 0.0, 0.0, []
     model.train()
@@ -176,13 +179,15 @@ def train_for(model: GPT, data: torch.Tensor, cfg: SpeedrunTrain, seconds: float
         elapsed += time.perf_counter() - start
         if step % 50 == 0:
             losses.append({"step": step, "elapsed_s": elapsed, "loss": loss.item()})
+            bar.update(min(round(elapsed), round(seconds)) - bar.n)
+    bar.close()
     return {"steps": step, "train_seconds": elapsed, "tokens": step * cfg.batch_size * T, "train_loss": losses}
 
 
 def speedrun(minutes: float, config: SpeedrunConfig | None = None, corpus: str = "shakespeare",
-             prefix_bytes: int | None = PREFIX_BYTES, curve_bytes: int = 32768) -> dict:
+             prefix_bytes: int | None = PREFIX_BYTES, curve_bytes: int = 32768, progress: bool = False) -> dict:
     """Train the speedrun recipe for `minutes` of wall clock on the split of `corpus`; return the report:
-    val and holdout bits/byte, tokens/s, steps, params, peak memory, the val curve and the recipe."""
+    val and holdout bits/byte, tokens/s, MFU, steps, params, peak memory, the val curve and the recipe."""
     if minutes <= 0:
         raise InputError(f"speedrun needs a positive number of minutes; got {minutes}")
     cfg = config or load_speedrun_preset(minutes)
@@ -193,22 +198,22 @@ def speedrun(minutes: float, config: SpeedrunConfig | None = None, corpus: str =
     tokenizer_s = time.perf_counter() - start
     ids = {k: torch.tensor(tok.encode(v), dtype=torch.long) for k, v in split.items()}
     model = GPT(GPTConfig(**{**asdict(cfg.model), "vocab_size": tok.vocab_size}))
-    lengths = token_byte_lengths(tok)
-    curve_ids = torch.tensor(tok.encode(split["val"][:curve_bytes]), dtype=torch.long)
-    curve = []
-    run = train_for(model, ids["train"], cfg.train, minutes * 60.0, on_point=lambda step, elapsed: curve.append(
-        {"step": step, "elapsed_s": elapsed, "val_bpb": evaluate_bpb(model, curve_ids, lengths, cfg.train.bf16)}))
-    curve.append({"step": run["steps"], "elapsed_s": run["train_seconds"],
-                  "val_bpb": evaluate_bpb(model, curve_ids, lengths, cfg.train.bf16)})
+    lengths, bf16 = token_byte_lengths(tok), cfg.train.bf16
+    curve_ids, curve = torch.tensor(tok.encode(split["val"][:curve_bytes]), dtype=torch.long), []
+
+    def point(step: int, elapsed: float) -> None:
+        curve.append({"step": step, "elapsed_s": elapsed, "val_bpb": evaluate_bpb(model, curve_ids, lengths, bf16)})
+
+    run = train_for(model, ids["train"], cfg.train, minutes * 60.0, on_point=point, progress=progress)
+    point(run["steps"], run["train_seconds"])
+    tokens_per_s = run["tokens"] / run["train_seconds"]
     return {
         "recipe": "scratchllm speedrun", "minutes": minutes, "corpus": corpus,
-        "bpb": {k: evaluate_bpb(model, ids[k], lengths, cfg.train.bf16) for k in ("val", "holdout")},
+        "bpb": {k: evaluate_bpb(model, ids[k], lengths, bf16) for k in ("val", "holdout")},
         "bytes": {k: len(v.encode()) for k, v in split.items()},
         "bytes_per_token": {k: len(split[k].encode()) / max(len(v), 1) for k, v in ids.items()},
         "tokenizer_seconds": tokenizer_s, "steps": run["steps"], "train_seconds": run["train_seconds"],
-        "tokens_per_s": run["tokens"] / run["train_seconds"],
-        "bytes_per_s": run["tokens"] * len(split["train"].encode()) / len(ids["train"]) / run["train_seconds"],
-        "flops_per_token": model.flops_per_token(), "params": model.num_params(), "peak_rss_mb": peak_rss_mb(),
-        "mfu": model.flops_per_token() * run["tokens"] / run["train_seconds"] / matmul_peak_flops(cfg.train.bf16),
+        "tokens_per_s": tokens_per_s, "params": model.num_params(), "flops_per_token": model.flops_per_token(),
+        "mfu": model.flops_per_token() * tokens_per_s / matmul_peak_flops(bf16), "peak_rss_mb": peak_rss_mb(),
         "config": asdict(cfg), "curve": curve, "train_loss": run["train_loss"],
     }

@@ -1,0 +1,101 @@
+"""CPU speedrun: scratchllm's preset against nanoGPT's CPU baby GPT, same wall-clock budget, same val bytes.
+
+For each budget (1 and 5 minutes by default) the baseline (benchmarks/nanogpt_baseline.py) and our preset train one
+after the other, each in a fresh process (so peak memory is its own), on the first 1,115,394 bytes of the built-in
+corpus split 90/10; then both again on the whole 5 MB corpus. Bits/byte are measured on every val byte, plus on the
+last 10% of the whole corpus (never used for any choice). The ratio ours/baseline is what holds across machines.
+
+Run: .venv/bin/python benchmarks/speedrun.py [--budgets 1 5] [--full-minutes 5]  -> benchmarks/results/speedrun.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def run_baseline(minutes: float, prefix_bytes: int | None) -> dict:
+    sys.path.insert(0, str(HERE))
+    from nanogpt_baseline import RECIPE, train_baseline
+
+    from scratchllm.data import load_corpus
+    from scratchllm.speedrun import matmul_peak_flops, peak_rss_mb, split_corpus
+
+    text = load_corpus("shakespeare").text
+    split = split_corpus(text, prefix_bytes)
+    report = train_baseline(split["train"], {"val": split["val"], "holdout": split["holdout"]}, minutes * 60.0,
+                            alphabet=text)
+    L, C, T = RECIPE["n_layer"], RECIPE["n_embd"], RECIPE["block_size"]
+    flops_per_token = 6.0 * (report["params"] - T * C) + 12.0 * L * C * T  # as nanoGPT's estimate_mfu
+    report.update(peak_rss_mb=peak_rss_mb(), flops_per_token=flops_per_token,
+                  mfu=flops_per_token * report["tokens_per_s"] / matmul_peak_flops(bf16=False))
+    return report
+
+
+def run_ours(minutes: float, prefix_bytes: int | None, preset: str | None) -> dict:
+    from scratchllm.speedrun import load_speedrun_config, speedrun
+
+    return speedrun(minutes, load_speedrun_config(preset) if preset else None, prefix_bytes=prefix_bytes)
+
+
+def in_fresh_process(fn, *args) -> dict:
+    """Run fn in a new interpreter: its own peak memory, no state shared between runs; note the load around it."""
+    load_before = os.getloadavg()[0]
+    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+        report = pool.submit(fn, *args).result()
+    report["load_avg_1min"] = [load_before, os.getloadavg()[0]]
+    return report
+
+
+def compare(minutes: float, prefix_bytes: int | None, preset: str | None) -> dict:
+    baseline = in_fresh_process(run_baseline, minutes, prefix_bytes)
+    ours = in_fresh_process(run_ours, minutes, prefix_bytes, preset)
+    ratios = {k: ours["bpb"][k] / baseline["bpb"][k] for k in ("val", "holdout")}
+    return {"minutes": minutes, "corpus_bytes": prefix_bytes or "all", "ratio": ratios,
+            "baseline": baseline, "ours": ours}
+
+
+def machine() -> dict:
+    import torch
+
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    return {"torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": cpu,
+            "python": platform.python_version(), "date": time.strftime("%Y-%m-%d %H:%M")}
+
+
+def print_row(result: dict) -> None:
+    b, o = result["baseline"], result["ours"]
+    print(f"{result['minutes']:>5g} min  corpus {str(result['corpus_bytes']):>9}  "
+          f"baseline {b['bpb']['val']:.3f} ({b['steps']} steps)  ours {o['bpb']['val']:.3f} ({o['steps']} steps)  "
+          f"ratio {result['ratio']['val']:.3f}  holdout ratio {result['ratio']['holdout']:.3f}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from scratchllm.config import write_json
+    from scratchllm.speedrun import PREFIX_BYTES
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--budgets", type=float, nargs="+", default=[1.0, 5.0], help="minutes per run")
+    parser.add_argument("--full-minutes", type=float, default=5.0, help="budget on the whole corpus (0 = skip)")
+    parser.add_argument("--preset", default=None, help="speedrun YAML (default: configs/speedrun-*min.yaml)")
+    parser.add_argument("--out", default=str(HERE / "results" / "speedrun.json"))
+    args = parser.parse_args(argv)
+    runs = [(m, PREFIX_BYTES) for m in args.budgets] + ([(args.full_minutes, None)] if args.full_minutes else [])
+    results = []
+    for minutes, prefix in runs:
+        results.append(compare(minutes, prefix, args.preset))
+        print_row(results[-1])
+        write_json(args.out, {"machine": machine(), "bar": 0.85, "runs": results})
+
+
+if __name__ == "__main__":
+    main()
