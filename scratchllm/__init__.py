@@ -12,8 +12,25 @@ import importlib
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "load_corpus": "scratchllm.data",
     "InputError": "scratchllm.config",
+    "load_corpus": "scratchllm.data",
+    "Tokenizer": "scratchllm.tokenizer",
+    "BPETokenizer": "scratchllm.tokenizer",
+    "CharTokenizer": "scratchllm.tokenizer",
+    "WordTokenizer": "scratchllm.tokenizer",
+    "train_bpe": "scratchllm.tokenizer",
+    "load_tokenizer": "scratchllm.tokenizer",
+    "compare_tokenizers": "scratchllm.tokenizer.compare",
+    "GPT": "scratchllm.model",
+    "GPTConfig": "scratchllm.model",
+    "generate_text": "scratchllm.generate",
+    "stream_text": "scratchllm.generate",
+    "save_model": "scratchllm.checkpoint",
+    "load_model": "scratchllm.checkpoint",
+    "export_hf": "scratchllm.convert",
+    "import_hf": "scratchllm.convert",
+    "diagnose_run": "scratchllm.doctor",
+    "render_all": "scratchllm.viz",
 }
 
 
