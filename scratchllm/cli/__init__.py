@@ -1,8 +1,9 @@
 """The `scratchllm` console command: argparse subcommands that are thin calls of library functions.
 
 Each command group registers itself from its own small module (`tokenizer_cmd`, `model_cmd`, `train_cmd`,
-`inspect_cmd`, `report_cmd`, `speedrun_cmd`), so no single file grows into a thousand-line switchboard. This module owns the shared
-error policy from ../shared/CLI.md: bad usage or input -> one line on stderr and exit 2; Ctrl-C -> exit 130.
+`inspect_cmd`, `report_cmd`, `speedrun_cmd`), so no single file grows into a thousand-line switchboard.
+This module owns the shared error policy from ../shared/CLI.md: bad usage or input -> one line on
+stderr and exit 2; Ctrl-C -> exit 130.
 """
 
 from __future__ import annotations
