@@ -8,13 +8,16 @@ optimizer set-up from train.py and never writes a checkpoint: the swept model is
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
-from scratchllm.config import atomic_write_bytes, write_json
+from scratchllm.config import InputError, atomic_write_bytes, write_json
+from scratchllm.model import GPT, GPTConfig
 
 
 @dataclass
@@ -89,6 +92,30 @@ def range_test(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batches
             break
     result.lr_min_loss, result.lr_steepest, result.suggested = suggest(result.lrs, result.smoothed)
     return result
+
+
+def random_batches(ids: torch.Tensor, batch_size: int, block_size: int, seed: int = 0) -> Iterator:
+    """Endless (x, y) batches of random windows of a 1-D id tensor; y is x shifted by one token."""
+    if len(ids) <= block_size + 1:
+        raise InputError(f"corpus too small for lr-find: {len(ids)} tokens, need more than {block_size + 1}")
+    gen = torch.Generator().manual_seed(seed)
+    while True:
+        start = torch.randint(0, len(ids) - block_size - 1, (batch_size,), generator=gen)
+        x = torch.stack([ids[i:i + block_size] for i in start])  # (B, T)
+        y = torch.stack([ids[i + 1:i + block_size + 1] for i in start])  # (B, T)
+        yield x, y
+
+
+def find_lr(model_config: GPTConfig, ids: torch.Tensor, batch_size: int, steps: int = 100, lr_min: float = 1e-7,
+            lr_max: float = 10.0, weight_decay: float = 0.1, betas: tuple[float, float] = (0.9, 0.95),
+            seed: int = 0, progress: bool = True) -> LRFindResult:
+    """Range test of a fresh GPT on token ids with AdamW, `steps` LRs from lr_min to lr_max."""
+    torch.manual_seed(seed)
+    model = GPT(model_config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr_min, weight_decay=weight_decay, betas=betas)
+    batches = random_batches(ids, batch_size, model_config.block_size, seed)
+    with tqdm(total=steps, desc="lr-find", unit="step", disable=not progress, file=sys.stderr) as bar:
+        return range_test(model, optimizer, batches, lr_schedule(lr_min, lr_max, steps), progress=bar.update)
 
 
 def plot(result: LRFindResult, out_dir: Path, title: str = "Learning-rate range test") -> list[Path]:
