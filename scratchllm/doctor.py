@@ -199,13 +199,17 @@ def _rollbacks(events: list[dict]) -> Finding:
 
 
 def rule_divergence(metrics: list[dict], th: Thresholds = DEFAULT) -> list[Finding]:
-    """Rollbacks are reported as a warning; a divergence nobody recovered from (no rollback, or the run still
-    diverged at its end) as an error."""
+    """Rollbacks are reported as a warning; a divergence nobody recovered from (no rollback, a "stop" event after
+    the last allowed rollback, or a run still diverged at its end) as an error."""
     train, rollbacks = _train(metrics), _events(metrics, "rollback")
     if not rollbacks:
         first = _first_divergence(train, th)
         return [first] if first else []
     found = [_rollbacks(rollbacks)]
+    stops = [e for e in _events(metrics, "stop") if "diverg" in e.get("message", "")]
+    if stops:
+        return found + [_divergence(f"training stopped: it kept diverging after {len(rollbacks)} rollback(s)",
+                                    stops[-1].get("message", ""))]
     last = check_step(train, th) if train else None
     return found + ([last] if last else [])
 

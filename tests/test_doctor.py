@@ -19,6 +19,7 @@ from scratchllm.doctor import (
     diagnose,
     diagnose_run,
     repetition,
+    rule_divergence,
     rule_not_decreasing,
     rule_overfitting,
     rule_repetition,
@@ -193,6 +194,15 @@ def test_diagnose_reports_rollbacks_and_orders_errors_first():
     found = diagnose(metrics, [], {})
     assert [f.rule for f in found] == ["not_decreasing", "divergence"]
     assert "rolled back 1 time" in found[1].symptom and "lr 10 -> 5" in found[1].evidence
+
+
+def test_diagnose_reports_a_run_stopped_after_its_rollbacks():
+    metrics = _train([5.7, 5.5, 90.0])
+    metrics += [{"kind": "event", "step": 2, "event": "rollback", "message": "lr x0.5"}] * 3
+    metrics.append({"kind": "event", "step": 2, "event": "stop", "message": "diverged after 3 rollbacks: loss 90"})
+    found = rule_divergence(metrics)
+    assert [f.severity for f in found] == ["warning", "error"]
+    assert "3 rollback" in found[1].symptom and "loss 90" in found[1].evidence
 
 
 def test_diagnose_run_writes_doctor_json(tmp_path):
