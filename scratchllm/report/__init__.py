@@ -1,0 +1,35 @@
+"""The PDF guide: `build_report(run_dir)` reads one run folder and writes guide.pdf, a book chapter on how an LLM
+is built, told with this project's live source code and the run's own numbers and pictures.
+
+collect.py reads the run (RunSummary), sections.py writes the chapters, pdf.py lays out the pages (fpdf2).
+Training code never calls this; quickstart and `scratchllm report` do.
+"""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+
+from scratchllm.config import atomic_write_bytes
+from scratchllm.report.collect import REPO, RunSummary, collect
+from scratchllm.report.sections import BOOK_TITLE, CHAPTER_TITLES, CHAPTERS, cover
+
+__all__ = ["CHAPTER_TITLES", "RunSummary", "build_report", "collect"]
+
+
+def build_report(run_dir, out_pdf=None, bench_dir=None) -> Path:
+    """Write the guide for the run in `run_dir` to `out_pdf` (default RUN/guide.pdf), atomically; returns its path.
+
+    `bench_dir` holds benchmark JSON (default: the repository's benchmarks/results, if there). A run folder that
+    lacks parts (attention records, comparison, doctor, figures) still gives a PDF that says what is missing.
+    """
+    from scratchllm.report.pdf import Book
+
+    run = collect(run_dir, REPO / "benchmarks" / "results" if bench_dir is None else bench_dir)
+    book = Book(BOOK_TITLE)
+    cover(book, run, datetime.datetime.now().strftime("%Y-%m-%d %H:%M"))
+    for chapter in CHAPTERS:
+        chapter(book, run)
+    out = Path(out_pdf) if out_pdf is not None else run.run_dir / "guide.pdf"
+    atomic_write_bytes(out, book.output())
+    return out

@@ -1,0 +1,519 @@
+"""The guide's page layout, and the only module that imports fpdf2.
+
+`Book` gives sections.py what a book chapter needs: a cover, a table of contents, numbered chapters and sections
+(which become PDF bookmarks), justified paragraphs with **bold**, *italic* and `code` spans, syntax-coloured code
+listings, tables, figures with captions, boxed notes and a stacked block diagram. Fonts are the DejaVu TrueType
+files that ship with matplotlib, embedded as subsets, so every glyph is selectable text. It knows nothing of runs.
+"""
+
+from __future__ import annotations
+
+import io
+import keyword
+import re
+import textwrap
+import tokenize
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+from fpdf import FPDF
+from fpdf.enums import Align, XPos, YPos
+from fpdf.fonts import FontFace
+from PIL import Image
+
+FONT_DIR = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
+FONTS = {  # family, style -> DejaVu file shipped with matplotlib
+    ("serif", ""): "DejaVuSerif.ttf", ("serif", "B"): "DejaVuSerif-Bold.ttf", ("serif", "I"): "DejaVuSerif-Italic.ttf",
+    ("sans", ""): "DejaVuSans.ttf", ("sans", "B"): "DejaVuSans-Bold.ttf", ("sans", "I"): "DejaVuSans-Oblique.ttf",
+    ("mono", ""): "DejaVuSansMono.ttf", ("mono", "B"): "DejaVuSansMono-Bold.ttf",
+}
+ACCENT, INK, GREY, RULE = (28, 74, 120), (30, 30, 30), (110, 110, 110), (200, 200, 200)
+CODE_BG, NOTE_BG, NOTE_EDGE = (246, 246, 241), (255, 246, 222), (214, 150, 40)
+CODE_COLOURS = {"keyword": (0, 70, 160), "comment": (90, 120, 90), "string": (150, 60, 20), "text": (25, 25, 25)}
+BOX_COLOURS = {"embed": (222, 235, 247), "norm": (240, 240, 240), "attn": (253, 224, 200), "mlp": (214, 239, 214),
+               "add": (255, 255, 255), "head": (230, 222, 245), "io": (255, 255, 255)}
+BODY_PT, CODE_PT, MIN_CODE_PT, LINE = 10, 8.2, 6.2, 1.4
+PT = 25.4 / 72  # mm per point
+MONO_EM = 1233 / 2048 * PT  # advance of a DejaVu Sans Mono character at 1 pt, in mm
+INLINE = re.compile(r"(\*\*[^*]+\*\*|`[^`]+`|\*[^*\s][^*]*\*)")
+
+
+@dataclass
+class Stage:
+    """One box of a stacked diagram: its label, a smaller detail line and a colour kind (BOX_COLOURS)."""
+
+    label: str
+    detail: str = ""
+    kind: str = "io"
+
+
+class _Pages(FPDF):
+    """FPDF with the running head (book title, chapter) and a page number on every page but the cover."""
+
+    book_title = ""
+    running = ""
+    plain_next = False  # the next page opens a chapter: no running head
+
+    def header(self):
+        if self.page_no() == 1 or self.plain_next:
+            self.plain_next = False
+            return
+        self.set_font("sans", "", 7.5)
+        self.set_text_color(*GREY)
+        self.set_xy(self.l_margin, 9)
+        self.cell(self.epw / 2, 5, self.book_title)
+        self.cell(self.epw / 2, 5, self.running, align="R")
+        self.set_draw_color(*RULE)
+        self.set_line_width(0.2)
+        self.line(self.l_margin, 14.5, self.w - self.r_margin, 14.5)
+        self.set_xy(self.l_margin, self.t_margin)
+
+    def footer(self):
+        if self.page_no() == 1:
+            return
+        self.set_y(-14)
+        self.set_font("sans", "", 8)
+        self.set_text_color(*GREY)
+        self.cell(0, 5, str(self.page_no()), align="C")
+
+
+def _colour_runs(line: str, marks: list[str]) -> list[tuple[str, str]]:
+    """Group a line's characters into (text, colour kind) runs."""
+    runs: list[tuple[str, str]] = []
+    for ch, kind in zip(line, marks, strict=True):
+        if runs and runs[-1][1] == kind:
+            runs[-1] = (runs[-1][0] + ch, kind)
+        else:
+            runs.append((ch, kind))
+    return runs
+
+
+def highlight(source: str) -> list[list[tuple[str, str]]]:
+    """Python source -> per line, runs of (text, kind) with kind in CODE_COLOURS; untokenizable text stays plain."""
+    lines = source.splitlines()
+    marks = [["text"] * len(line) for line in lines]
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+            kind = {tokenize.COMMENT: "comment", tokenize.STRING: "string"}.get(tok.type)
+            if tok.type == tokenize.NAME and keyword.iskeyword(tok.string):
+                kind = "keyword"
+            for row in range(tok.start[0], tok.end[0] + 1) if kind else ():
+                start = tok.start[1] if row == tok.start[0] else 0
+                end = tok.end[1] if row == tok.end[0] else len(lines[row - 1])
+                marks[row - 1][start:end] = [kind] * (end - start)
+    except (tokenize.TokenError, IndentationError, SyntaxError):
+        marks = [["text"] * len(line) for line in lines]
+    return [_colour_runs(line, m) for line, m in zip(lines, marks, strict=True)]
+
+
+class Book:
+    """A book being laid out: call cover(), contents(), then chapter()/section() and the content methods."""
+
+    def __init__(self, title: str, author: str = "scratchllm"):
+        self.pdf = pdf = _Pages(orientation="P", unit="mm", format="A4")
+        for (family, style), name in FONTS.items():
+            pdf.add_font(family, style, str(FONT_DIR / name))
+        pdf.book_title = title
+        pdf.set_title(title)
+        pdf.set_author(author)
+        pdf.set_creator("scratchllm report (fpdf2)")
+        pdf.set_lang("en")
+        pdf.set_margins(22, 20, 22)
+        pdf.set_auto_page_break(True, margin=20)
+        pdf.set_text_color(*INK)
+        self.chapter_no = 0
+        self.figure_no = 0
+        self.table_no = 0
+        self.fresh_page = False
+
+    # ------------------------------------------------------------------ structure
+
+    def cover(self, title: str, subtitle: str, facts: list[tuple[str, str]], footnote: str) -> None:
+        """Page 1: the title, a subtitle and a panel of key facts of the run."""
+        pdf = self.pdf
+        pdf.add_page()
+        pdf.set_fill_color(*ACCENT)
+        pdf.rect(0, 0, pdf.w, 95, style="F")
+        pdf.set_text_color(255, 255, 255)
+        pdf.set_xy(pdf.l_margin, 38)
+        pdf.set_font("sans", "B", 26)
+        pdf.multi_cell(pdf.epw, 11, title, align="L", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        pdf.ln(3)
+        pdf.set_font("serif", "I", 12.5)
+        pdf.multi_cell(pdf.epw, 6, subtitle, align="L", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        pdf.set_text_color(*INK)
+        pdf.set_y(110)
+        self._facts(facts)
+        pdf.set_y(-45)
+        pdf.set_font("serif", "I", 9)
+        pdf.set_text_color(*GREY)
+        pdf.multi_cell(pdf.epw, 4.5, footnote, align="L")
+        pdf.set_text_color(*INK)
+
+    def _facts(self, facts: list[tuple[str, str]]) -> None:
+        pdf = self.pdf
+        for label, value in facts:
+            pdf.set_font("sans", "B", 8)
+            pdf.set_text_color(*GREY)
+            pdf.cell(48, 7.5, label.upper())
+            pdf.set_font("serif", "", 11.5)
+            pdf.set_text_color(*INK)
+            pdf.multi_cell(pdf.epw - 48, 7.5, value, align="L", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+            pdf.set_draw_color(*RULE)
+            pdf.line(pdf.l_margin, pdf.get_y(), pdf.w - pdf.r_margin, pdf.get_y())
+
+    def contents(self) -> None:
+        """A table of contents page, filled in at the end with the chapters' and sections' page numbers."""
+        self.pdf.plain_next = True
+        self.pdf.add_page()
+        self.pdf.plain_next = True
+        self.pdf.insert_toc_placeholder(self._render_contents, pages=1, allow_extra_pages=True)
+        self.fresh_page = True  # the placeholder has already broken to the next page
+
+    def _render_contents(self, pdf: FPDF, outline: list) -> None:
+        pdf.set_xy(pdf.l_margin, 30)
+        pdf.set_font("sans", "B", 22)
+        pdf.set_text_color(*ACCENT)
+        pdf.cell(0, 14, "Contents", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        pdf.ln(4)
+        for entry in outline:
+            top = entry.level == 0
+            if top:
+                pdf.ln(2.5)
+            pdf.set_font("sans" if top else "serif", "B" if top else "", 11 if top else 9.5)
+            pdf.set_text_color(*(INK if top else GREY))
+            indent = 0 if top else 8
+            link = pdf.add_link(page=entry.page_number)
+            width = pdf.epw - indent - 12
+            pdf.set_x(pdf.l_margin + indent)
+            name = entry.name
+            while pdf.get_string_width(name + " . . .") > width and len(name) > 4:
+                name = name[:-2]
+            dots = " ." * int((width - pdf.get_string_width(name) - 2) / pdf.get_string_width(" ."))
+            pdf.cell(width, 6.5 if top else 5.5, name + dots, link=link)
+            pdf.cell(12, 6.5 if top else 5.5, str(entry.page_number), align="R", link=link,
+                     new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        pdf.set_text_color(*INK)
+
+    def chapter(self, title: str) -> None:
+        """Start a numbered chapter on a fresh page (a level-0 bookmark and TOC entry)."""
+        pdf = self.pdf
+        self.chapter_no += 1
+        self.figure_no = self.table_no = 0
+        pdf.running = f"{self.chapter_no}  {title}"
+        if not self.fresh_page:
+            pdf.plain_next = True
+            pdf.add_page()
+        self.fresh_page = False
+        pdf.start_section(f"{self.chapter_no}. {title}", level=0)
+        pdf.set_y(30)
+        pdf.set_font("sans", "B", 10)
+        pdf.set_text_color(*ACCENT)
+        pdf.cell(0, 6, f"CHAPTER {self.chapter_no}", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        pdf.set_font("sans", "B", 22)
+        pdf.set_text_color(*INK)
+        pdf.multi_cell(pdf.epw, 10, title, align="L", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        pdf.set_draw_color(*ACCENT)
+        pdf.set_line_width(0.6)
+        pdf.line(pdf.l_margin, pdf.get_y() + 2, pdf.l_margin + 30, pdf.get_y() + 2)
+        pdf.set_line_width(0.2)
+        pdf.ln(8)
+
+    def section(self, title: str) -> None:
+        """A level-1 heading (bookmark and TOC entry); moves to a new page if fewer than 35 mm are left."""
+        pdf = self.pdf
+        self.need(35)
+        pdf.ln(3)
+        pdf.start_section(title, level=1)
+        pdf.set_font("sans", "B", 13)
+        pdf.set_text_color(*ACCENT)
+        pdf.multi_cell(pdf.epw, 7, title, align="L", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        pdf.set_text_color(*INK)
+        pdf.ln(1.5)
+
+    def need(self, height: float) -> None:
+        """Start a new page unless `height` mm are left above the bottom margin."""
+        if self.pdf.get_y() + height > self.pdf.page_break_trigger:
+            self.pdf.add_page()
+
+    # ------------------------------------------------------------------ text
+
+    def para(self, text: str, markup: bool = True, size: float = BODY_PT, italic: bool = False) -> None:
+        """A justified paragraph; with `markup`, **bold**, *italic* and `code` spans are honoured."""
+        pdf = self.pdf
+        base = ("serif", "I" if italic else "", size)
+        pieces = INLINE.split(text) if markup else [text]
+        with pdf.text_columns(text_align=Align.J, line_height=LINE) as cols, cols.paragraph(bottom_margin=2.2) as p:
+            for piece in pieces:
+                self._span(p, piece, base, markup)
+        pdf.set_font(*base[:2], size)
+
+    def _span(self, paragraph, piece: str, base: tuple, markup: bool) -> None:
+        pdf = self.pdf
+        if markup and piece.startswith("**") and piece.endswith("**") and len(piece) > 4:
+            pdf.set_font(base[0], "B", base[2])
+            piece = piece[2:-2]
+        elif markup and piece.startswith("`") and piece.endswith("`") and len(piece) > 2:
+            pdf.set_font("mono", "", base[2] * 0.88)
+            piece = piece[1:-1]
+        elif markup and piece.startswith("*") and piece.endswith("*") and len(piece) > 2:
+            pdf.set_font(base[0], "I", base[2])
+            piece = piece[1:-1]
+        else:
+            pdf.set_font(*base)
+        if piece:
+            paragraph.write(piece)
+
+    def bullets(self, items: list[str]) -> None:
+        """A bulleted list; items take the same inline markup as `para`."""
+        pdf = self.pdf
+        base = ("serif", "", BODY_PT)
+        with pdf.text_columns(text_align=Align.J, line_height=LINE) as cols:
+            for item in items:
+                pdf.set_font(*base)
+                with cols.paragraph(indent=6, bullet_string="\u2022", bottom_margin=1.2) as p:
+                    for piece in INLINE.split(item):
+                        self._span(p, piece, base, True)
+        pdf.ln(1.5)
+
+    def note(self, text: str, title: str = "Not in this run") -> None:
+        """A shaded box with a bold title, for what is missing from the run or worth a warning."""
+        pdf = self.pdf
+        pdf.set_font("serif", "", 9.5)
+        lines = pdf.multi_cell(pdf.epw - 10, 4.8, text, dry_run=True, output="LINES")
+        height = 4.8 * len(lines) + 12
+        self.need(height + 2)
+        x, y = pdf.l_margin, pdf.get_y() + 1
+        pdf.set_fill_color(*NOTE_BG)
+        pdf.rect(x, y, pdf.epw, height, style="F")
+        pdf.set_fill_color(*NOTE_EDGE)
+        pdf.rect(x, y, 1.4, height, style="F")
+        pdf.set_xy(x + 5, y + 3)
+        pdf.set_font("sans", "B", 9)
+        pdf.set_text_color(*NOTE_EDGE)
+        pdf.cell(0, 5, title, new_x=XPos.LEFT, new_y=YPos.NEXT)
+        pdf.set_text_color(*INK)
+        pdf.set_font("serif", "", 9.5)
+        pdf.multi_cell(pdf.epw - 10, 4.8, text, align="L")
+        pdf.set_y(y + height + 3)
+
+    def sample(self, prompt: str, text: str) -> None:
+        """A model sample: the prompt in bold, the continuation in regular type, line breaks kept, a rule after."""
+        pdf = self.pdf
+        self.need(20)
+        continuation = text[len(prompt):] if text.startswith(prompt) else text
+        with pdf.text_columns(text_align=Align.L, line_height=1.3) as cols:
+            with cols.paragraph(bottom_margin=2) as p:
+                pdf.set_font("serif", "B", 9.5)
+                p.write(prompt)
+                pdf.set_font("serif", "", 9.5)
+                p.write(continuation)
+        pdf.set_draw_color(*RULE)
+        pdf.line(pdf.l_margin + pdf.epw / 3, pdf.get_y() + 1, pdf.l_margin + 2 * pdf.epw / 3, pdf.get_y() + 1)
+        pdf.ln(5)
+
+    # ------------------------------------------------------------------ code
+
+    def code(self, source: str, caption: str, python: bool = True) -> None:
+        """A listing: a caption line above, then the source on a tinted band, Python coloured by token kind.
+
+        The font shrinks (down to MIN_CODE_PT) until the longest line fits; longer lines wrap with a mark. A listing
+        that fits on one page is not split across two."""
+        pdf = self.pdf
+        source = textwrap.dedent(source).rstrip("\n")
+        longest = max((len(line) for line in source.splitlines()), default=1)
+        room = pdf.epw - 5  # 3 mm before the text, 2 mm after
+        size = max(MIN_CODE_PT, min(CODE_PT, room / (longest * MONO_EM)))
+        per_line = max(int(room / (size * MONO_EM)), longest if size > MIN_CODE_PT else 1)
+        lines = highlight(source) if python else [_colour_runs(line, ["text"] * len(line)) for line in
+                                                   source.splitlines()]
+        parts = [part for runs in lines for part in _wrap_runs(runs, per_line)]
+        height = size * PT * 1.45
+        total = height * len(parts) + 9
+        self.need(total if total < pdf.page_break_trigger - pdf.t_margin else height * 4 + 8)
+        pdf.set_font("sans", "I", 8)
+        pdf.set_text_color(*GREY)
+        pdf.multi_cell(pdf.epw, 4.5, caption, align="L", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        pdf.set_fill_color(*CODE_BG)
+        pdf.rect(pdf.l_margin, pdf.get_y(), pdf.epw, 1.5, style="F")
+        pdf.set_y(pdf.get_y() + 1.5)
+        for part in parts:
+            self._code_line(part, size, height)
+        pdf.rect(pdf.l_margin, pdf.get_y(), pdf.epw, 1.5, style="F")
+        pdf.set_y(pdf.get_y() + 5)
+        pdf.set_text_color(*INK)
+
+    def _code_line(self, runs: list[tuple[str, str]], size: float, height: float) -> None:
+        pdf = self.pdf
+        if pdf.get_y() + height > pdf.page_break_trigger:
+            pdf.add_page()
+        pdf.set_fill_color(*CODE_BG)
+        pdf.rect(pdf.l_margin, pdf.get_y(), pdf.epw, height, style="F")
+        pdf.set_x(pdf.l_margin + 3)
+        for text, kind in runs:
+            pdf.set_font("mono", "B" if kind == "keyword" else "", size)
+            pdf.set_text_color(*CODE_COLOURS[kind])
+            pdf.cell(pdf.get_string_width(text), height, text)
+        pdf.set_xy(pdf.l_margin, pdf.get_y() + height)
+
+    # ------------------------------------------------------------------ tables and figures
+
+    def table(self, header: list[str], rows: list[list[str]], caption: str = "", widths: list[float] | None = None,
+              align: list[str] | None = None, size: float = 8.5, width: float | None = None,
+              position: str = "CENTER") -> None:
+        """A booktabs-style table (rules above and below the header), optional caption above it."""
+        pdf = self.pdf
+        if caption:
+            self.table_no += 1
+            self.need(20)
+            self._caption(f"Table {self.chapter_no}.{self.table_no}  {caption}", above=True)
+        pdf.set_font("serif", "", size)
+        pdf.set_fill_color(255, 255, 255)  # unfilled rows take the current fill colour
+        style = FontFace(family="sans", emphasis="BOLD", size_pt=size - 0.3, color=ACCENT, fill_color=(236, 241, 247))
+        with pdf.table(col_widths=widths, text_align=align or "LEFT", headings_style=style, line_height=size * 0.5,
+                       borders_layout="HORIZONTAL_LINES", cell_fill_color=(250, 250, 250), cell_fill_mode="ROWS",
+                       width=width or pdf.epw, align=position, padding=(1.0, 1.5)) as t:
+            for cells in [header, *rows]:
+                row = t.row()
+                for cell in cells:
+                    row.cell(str(cell))
+        pdf.ln(4)
+
+    def figure(self, path: Path, caption: str, width_frac: float = 1.0) -> None:
+        """An image scaled to `width_frac` of the text width (smaller if the page is too short), captioned."""
+        pdf = self.pdf
+        with Image.open(path) as im:
+            px_w, px_h = im.size
+        w = pdf.epw * width_frac
+        h = w * px_h / px_w
+        most = pdf.page_break_trigger - pdf.t_margin - 14
+        if h > most:
+            w, h = w * most / h, most
+        self.need(h + 12)
+        self.figure_no += 1
+        pdf.image(str(path), x=pdf.l_margin + (pdf.epw - w) / 2, y=pdf.get_y(), w=w, h=h, alt_text=caption)
+        pdf.set_y(pdf.get_y() + h + 1.5)
+        self._caption(f"Figure {self.chapter_no}.{self.figure_no}  {caption}")
+        pdf.ln(3)
+
+    def _caption(self, text: str, above: bool = False) -> None:
+        pdf = self.pdf
+        label, _, rest = text.partition("  ")
+        pdf.set_text_color(*GREY)
+        with pdf.text_columns(text_align=Align.L, line_height=1.3) as cols:
+            with cols.paragraph(bottom_margin=1.5 if above else 0) as p:
+                pdf.set_font("sans", "B", 8)
+                p.write(label + "  ")
+                pdf.set_font("sans", "I", 8)
+                p.write(rest)
+        pdf.set_text_color(*INK)
+
+    # ------------------------------------------------------------------ diagram
+
+    def stack_diagram(self, stages: list[Stage], repeat: tuple[int, int, str], skips: list[tuple[int, int]],
+                      caption: str, width: float = 74) -> None:
+        """Boxes top to bottom joined by arrows, centred, with the stages repeat[0]..repeat[1] bracketed and
+        labelled repeat[2], and residual skips (from the arrow above stage i into the "add" stage j) on the left."""
+        pdf = self.pdf
+        box_h, gap = 7.0, 4.0
+        self.need(len(stages) * (box_h + gap) + 14)
+        x0, y = pdf.l_margin + (pdf.epw - width - 40) / 2 + 14, pdf.get_y() + 2
+        centre = x0 + width / 2
+        tops = []
+        for i, stage in enumerate(stages):
+            tops.append(y)
+            self._stage_box(stage, x0, y, width, box_h)
+            if i + 1 < len(stages):
+                self._arrow(centre, y + box_h, centre, y + box_h + gap)
+            y += box_h + gap
+        first, last, label = repeat
+        self._bracket(x0 + width + 3, tops[first] - 1.5, tops[last] + box_h + 1.5, label)
+        for n, (i, j) in enumerate(skips):
+            self._skip(x0, tops[i] - gap / 2, tops[j] + box_h / 2, centre - 3.5, depth=6 + 4 * (n % 2))
+        pdf.set_xy(pdf.l_margin, y + 1)
+        self.figure_no += 1
+        self._caption(f"Figure {self.chapter_no}.{self.figure_no}  {caption}")
+        pdf.ln(3)
+
+    def _stage_box(self, stage: Stage, x: float, y: float, w: float, h: float) -> None:
+        pdf = self.pdf
+        pdf.set_draw_color(90, 90, 90)
+        pdf.set_fill_color(*BOX_COLOURS[stage.kind])
+        if stage.kind == "add":
+            pdf.circle(x + w / 2, y + h / 2, 3.5, style="DF")
+            pdf.set_font("sans", "B", 9)
+            pdf.set_xy(x + w / 2 - 3.5, y)
+            pdf.cell(7, h, "+", align="C")
+            pdf.set_font("serif", "I", 7)
+            pdf.set_xy(x + w / 2 + 5, y)
+            pdf.cell(w / 2 - 5, h, stage.detail)
+            return
+        pdf.rect(x, y, w, h, style="DF", round_corners=True, corner_radius=1.5)
+        pdf.set_xy(x, y + 0.6)
+        pdf.set_font("sans", "B", 8)
+        pdf.cell(w, 3.3, stage.label, align="C")
+        pdf.set_xy(x, y + 3.7)
+        pdf.set_font("sans", "", 6.5)
+        pdf.set_text_color(*GREY)
+        pdf.cell(w, 2.8, stage.detail, align="C")
+        pdf.set_text_color(*INK)
+
+    def _arrow(self, x1: float, y1: float, x2: float, y2: float) -> None:
+        pdf = self.pdf
+        pdf.set_draw_color(70, 70, 70)
+        pdf.set_line_width(0.3)
+        pdf.line(x1, y1, x2, y2 - 1.2)
+        pdf.set_fill_color(70, 70, 70)
+        if x1 == x2:
+            pdf.polygon([(x2 - 1, y2 - 1.6), (x2 + 1, y2 - 1.6), (x2, y2)], style="F")
+        else:
+            pdf.polygon([(x2 - 1.6, y2 - 1), (x2 - 1.6, y2 + 1), (x2, y2)], style="F")
+        pdf.set_line_width(0.2)
+
+    def _skip(self, x0: float, y_from: float, y_to: float, x_to: float, depth: float) -> None:
+        """Residual path: from the main line at y_from, out to the left, down, and back into the add node."""
+        pdf = self.pdf
+        centre = x_to + 3.5
+        left = x0 - depth
+        pdf.set_draw_color(*ACCENT)
+        pdf.set_line_width(0.35)
+        pdf.line(centre, y_from, left, y_from)
+        pdf.line(left, y_from, left, y_to)
+        pdf.line(left, y_to, x_to - 1.5, y_to)
+        pdf.set_fill_color(*ACCENT)
+        pdf.polygon([(x_to - 1.6, y_to - 1), (x_to - 1.6, y_to + 1), (x_to, y_to)], style="F")
+        pdf.set_line_width(0.2)
+
+    def _bracket(self, x: float, top: float, bottom: float, label: str) -> None:
+        pdf = self.pdf
+        pdf.set_draw_color(*ACCENT)
+        pdf.set_line_width(0.4)
+        pdf.line(x, top, x + 2, top)
+        pdf.line(x + 2, top, x + 2, bottom)
+        pdf.line(x, bottom, x + 2, bottom)
+        pdf.set_line_width(0.2)
+        pdf.set_font("sans", "B", 9)
+        pdf.set_text_color(*ACCENT)
+        pdf.set_xy(x + 3.5, (top + bottom) / 2 - 3)
+        pdf.multi_cell(22, 4, label, align="L")
+        pdf.set_text_color(*INK)
+
+    def output(self) -> bytes:
+        return bytes(self.pdf.output())
+
+
+def _wrap_runs(runs: list[tuple[str, str]], per_line: int) -> list[list[tuple[str, str]]]:
+    """Cut a line's runs into pieces of at most `per_line` characters (a long line wraps, marked with ↪)."""
+    out, current, used = [], [], 0
+    for text, kind in runs:
+        while used + len(text) > per_line:
+            take = per_line - used
+            current.append((text[:take], kind))
+            out.append(current)
+            current, used, text = [("\u21aa ", "comment")], 2, text[take:]
+        if text:
+            current.append((text, kind))
+            used += len(text)
+    out.append(current)
+    return out

@@ -1,0 +1,214 @@
+"""report: the guide built from run folders made in the contract's format, parsed back with pypdf (an independent
+PDF reader): chapters, the run's own numbers, embedded images and fonts, and listings equal to the live source."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import json
+import math
+import re
+
+import numpy as np
+import pytest
+import torch
+from pypdf import PdfReader
+
+from scratchllm.config import InputError
+from scratchllm.report import CHAPTER_TITLES, build_report
+from scratchllm.report.collect import EXCERPTS, excerpt
+from scratchllm.tokenizer import train_bpe
+
+RECORDED = (0, 10, 20, 30)
+PROBE = "To be, or not to be, that is the question"
+
+
+def _lr(step: int, peak: float = 3e-3, warmup: int = 5, total: int = 30) -> float:
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (step - warmup) / (total - warmup))))
+
+
+def _record_attention(run, model, probe_ids, step):
+    arrays = {name: torch.stack([layer[name][0] for layer in model.inspect(torch.tensor([probe_ids]))]).numpy()
+              for name in ("att", "q", "k", "v")}  # (L, H, T, T) / (L, H, T, hd)
+    np.savez_compressed(run / "attention" / f"step_{step:06d}.npz", step=np.array(step),
+                        **{k: v.astype(np.float16) for k, v in arrays.items()})
+
+
+def _val(model, val_ids, bytes_per_token):
+    """Mean validation loss over 32-token windows, and the bits per byte it implies."""
+    n = (len(val_ids) - 1) // 32 * 32
+    x, y = val_ids[:n].view(-1, 32), val_ids[1:n + 1].view(-1, 32)
+    with torch.no_grad():
+        loss = model(x, y)[1].item()
+    return loss, loss / math.log(2) / bytes_per_token
+
+
+def _train(run, text, tok):
+    """A real tiny GPT trained for 31 AdamW steps, logging metrics, attention records and samples as train.py does."""
+    from scratchllm.checkpoint import save_model
+    from scratchllm.generate import generate_text
+    from scratchllm.model import GPT, GPTConfig
+
+    torch.manual_seed(0)
+    cfg = GPTConfig(vocab_size=tok.vocab_size, block_size=32, n_layer=2, n_head=2, n_embd=32)
+    model = GPT(cfg)
+    ids = torch.tensor(tok.encode(text[:16000]))
+    val_ids = torch.tensor(tok.encode(text[16000:18000]))
+    bpt = len(text[16000:18000].encode()) / len(val_ids)
+    probe = tok.encode(PROBE)
+    (run / "attention").mkdir()
+    (run / "attention" / "probe.json").write_text(json.dumps({"text": PROBE, "token_ids": probe,
+                                                              "tokens": [tok.decode([i]) for i in probe]}))
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    metrics, samples = [], []
+    for step in range(RECORDED[-1] + 1):
+        if step in RECORDED:
+            _record_attention(run, model, probe, step)
+            loss, bpb = _val(model, val_ids, bpt)
+            metrics.append({"kind": "eval", "step": step, "train_loss": loss, "val_loss": loss,
+                            "val_ppl": math.exp(loss), "val_bpb": bpb, "train_bpb": bpb})
+        if step in (0, RECORDED[-1]):
+            samples.append({"step": step, "prompt": "ROMEO:", "text": generate_text(
+                model, tok, "ROMEO:", 30, temperature=0.8, seed=1)})
+        for g in opt.param_groups:
+            g["lr"] = _lr(step)
+        start = torch.randint(0, len(ids) - 33, (8,))
+        x, y = torch.stack([ids[i:i + 32] for i in start]), torch.stack([ids[i + 1:i + 33] for i in start])
+        _, loss = model(x, y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        metrics.append({"kind": "train", "step": step, "loss": loss.item(), "lr": _lr(step), "grad_norm": 1.0,
+                        "tokens_per_s": 5000.0 + step, "mfu": 0.01, "mem_mb": 300.0 + step, "elapsed_s": 0.05 * step,
+                        "tokens": 256 * (step + 1)})
+    save_model(run / "checkpoints" / "latest", model, tok, {"step": RECORDED[-1]})
+    return model, cfg, metrics, samples
+
+
+def make_run(run, text, full=True):
+    """A run folder in the contract's format from a real tiny model; `full` adds the comparison, doctor and figures."""
+    from scratchllm.doctor import diagnose_run
+    from scratchllm.tokenizer.compare import compare_tokenizers, write_comparison
+    from scratchllm.viz import render_all
+
+    tok = train_bpe(text[:16000], 300, progress=False)
+    tok.save(run / "tokenizer.json")
+    model, cfg, metrics, samples = _train(run, text, tok)
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in metrics))
+    (run / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in samples))
+    config = {"model": dataclasses.asdict(cfg), "data": {"corpus": "shakespeare"},
+              "tokenizer": {"type": "bpe", "vocab_size": 300},
+              "train": {"lr": 3e-3, "grad_accum_steps": 2, "grad_checkpointing": False, "dtype": "float32"}}
+    (run / "config.json").write_text(json.dumps(config))
+    final = [m for m in metrics if m["kind"] == "eval"][-1]["val_bpb"]
+    (run / "summary.json").write_text(json.dumps({
+        "params": model.num_params(), "final_val_bpb": final, "best_val_bpb": final, "steps": RECORDED[-1] + 1,
+        "elapsed_s": 1.5, "tokens_per_s": 5000.0, "mfu": 0.01, "device": "cpu", "dtype": "float32",
+        "hardware": "test CPU", "corpus": {"name": "shakespeare", "bytes": 16000},
+        "tokenizer": {"type": "bpe", "vocab_size": 300}}))
+    if full:
+        write_comparison(compare_tokenizers(text[:20000], 300), run)
+        diagnose_run(run)
+        render_all(run, [])
+    return model.num_params(), final
+
+
+def pdf_text(path) -> tuple[PdfReader, str]:
+    reader = PdfReader(path)
+    return reader, "\n".join(page.extract_text() for page in reader.pages)
+
+
+def squash(text: str) -> list[str]:
+    """Lines with all whitespace removed, empty ones, running heads and page numbers dropped: text to compare
+    whatever the layout."""
+    lines = (re.sub(r"\s+", "", line) for line in text.splitlines())
+    return [s for s in lines if s and not s.isdigit() and not s.startswith("BuildaLargeLanguageModel")]
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory, shakespeare_text):
+    run = tmp_path_factory.mktemp("run")
+    n_params, bpb = make_run(run, shakespeare_text)
+    out = build_report(run, bench_dir=run / "no-benchmarks")
+    return run, out, n_params, bpb
+
+
+def test_guide_has_every_chapter_and_the_runs_numbers(full_run):
+    run, out, n_params, bpb = full_run
+    assert out == run / "guide.pdf"
+    reader, text = pdf_text(out)
+    assert len(reader.pages) >= 15
+    for title in CHAPTER_TITLES:
+        assert title in text
+    assert f"{bpb:.4f}" in text
+    assert f"{n_params:,}" in text
+    assert "What this run does not have" not in text  # the full run lacks nothing
+
+
+def test_guide_embeds_figures_fonts_and_bookmarks(full_run):
+    run, out, _, _ = full_run
+    reader = PdfReader(out)
+    images = sum(len(page.images) for page in reader.pages)
+    assert images >= 6  # loss, pipeline, a layer, evolution, cube, tokenization
+    fonts = set()
+    for page in reader.pages:
+        for font in page["/Resources"]["/Font"].values():
+            descriptor = font.get_object()["/DescendantFonts"][0].get_object()["/FontDescriptor"]
+            assert "/FontFile2" in descriptor  # TrueType program embedded
+            fonts.add(str(descriptor["/FontName"]).split("+")[-1])
+    assert {"DejaVuSerifBook", "DejaVuSansBold", "DejaVuSansMonoBook"} <= fonts
+    top = [o.title for o in reader.outline if not isinstance(o, list)]
+    assert [t.split(". ", 1)[1] for t in top] == list(CHAPTER_TITLES)
+
+
+@pytest.mark.parametrize("key", ["train_naive", "train_merges", "reference_attention", "block"])
+def test_listings_equal_the_live_source(full_run, key):
+    _, out, _, _ = full_run
+    obj_name = EXCERPTS[key]
+    module, _, attr = obj_name.rpartition(".")
+    source = inspect.getsource(getattr(__import__(module, fromlist=[attr]), attr))
+    text = squash(pdf_text(out)[1])
+    want = squash(source)
+    start = next((i for i in range(len(text)) if text[i:i + len(want)] == want), None)
+    assert start is not None, f"listing of {obj_name} not found verbatim"
+
+
+def test_partial_run_says_what_is_missing(tmp_path, shakespeare_text):
+    make_run(tmp_path, shakespeare_text, full=False)
+    for path in (tmp_path / "attention").iterdir():
+        path.unlink()
+    (tmp_path / "samples.jsonl").unlink()
+    out = build_report(tmp_path, tmp_path / "out" / "g.pdf", bench_dir=tmp_path / "none")
+    reader, text = pdf_text(out)
+    for title in CHAPTER_TITLES:
+        assert title in text
+    for missing in ("tokenizer_comparison.json", "doctor.json", "attention/step_*.npz", "samples.jsonl", "figures/"):
+        assert missing in text
+    assert sum(len(page.images) for page in reader.pages) == 0
+    assert not list((tmp_path / "out").glob(".*"))  # no temp file left behind
+
+
+def test_missing_excerpt_is_reported_not_raised():
+    ex = excerpt("scratchllm.model.no_such_function")
+    assert ex.missing and not ex.source
+    assert excerpt("scratchllm.no_such_module.f").missing
+
+
+def test_not_a_run_folder_is_an_input_error(tmp_path):
+    with pytest.raises(InputError, match="not found"):
+        build_report(tmp_path / "nope")
+    with pytest.raises(InputError, match="not a run folder"):
+        build_report(tmp_path)
+
+
+def test_cli_report_writes_pdf_and_rejects_bad_input(full_run, tmp_path, capsys):
+    from scratchllm.cli import main
+
+    run = full_run[0]
+    assert main(["report", str(run), "-o", str(tmp_path / "g.pdf"), "--bench-dir", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path / "g.pdf")
+    assert PdfReader(tmp_path / "g.pdf").pages
+    assert main(["report", str(tmp_path / "missing")]) == 2
+    assert "run folder not found" in capsys.readouterr().err
