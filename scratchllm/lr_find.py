@@ -1,8 +1,8 @@
 """The learning-rate range test (Smith 2015, as popularised by fastai): train a fresh model for a few dozen steps
 while the LR grows exponentially, watch the smoothed loss fall then blow up, and suggest an LR from the curve.
 
-This module owns the sweep, its suggestion, its plot (PNG + SVG) and lr_find.json. It borrows the model, data and
-optimizer set-up from train.py and never writes a checkpoint: the swept model is thrown away.
+This module owns the sweep, its suggestion, its plot (PNG + SVG) and lr_find.json. It borrows the corpus split,
+tokenizer and device choice from data.py and train.py, and never writes a checkpoint: the swept model is thrown away.
 """
 
 from __future__ import annotations
@@ -108,14 +108,38 @@ def random_batches(ids: torch.Tensor, batch_size: int, block_size: int, seed: in
 
 def find_lr(model_config: GPTConfig, ids: torch.Tensor, batch_size: int, steps: int = 100, lr_min: float = 1e-7,
             lr_max: float = 10.0, weight_decay: float = 0.1, betas: tuple[float, float] = (0.9, 0.95),
-            seed: int = 0, progress: bool = True) -> LRFindResult:
+            seed: int = 0, device: str | torch.device = "cpu", progress: bool = True) -> LRFindResult:
     """Range test of a fresh GPT on token ids with AdamW, `steps` LRs from lr_min to lr_max."""
     torch.manual_seed(seed)
-    model = GPT(model_config)
+    model = GPT(model_config).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr_min, weight_decay=weight_decay, betas=betas)
-    batches = random_batches(ids, batch_size, model_config.block_size, seed)
+    batches = ((x.to(device), y.to(device)) for x, y in random_batches(ids, batch_size, model_config.block_size, seed))
     with tqdm(total=steps, desc="lr-find", unit="step", disable=not progress, file=sys.stderr) as bar:
         return range_test(model, optimizer, batches, lr_schedule(lr_min, lr_max, steps), progress=bar.update)
+
+
+def lr_find_run(cfg, out_dir, steps: int = 100, lr_min: float = 1e-7, lr_max: float = 10.0,
+                progress: bool = True) -> tuple[LRFindResult, list[Path]]:
+    """The range test for a training config (RunConfig): same corpus split, tokenizer, model, batch size and
+    AdamW settings as `scratchllm train` would use; writes lr_find.{png,svg,json} into out_dir."""
+    from scratchllm.data import load_corpus, split_corpus
+    from scratchllm.train import make_tokenizer, resolve, resolve_device, validate
+
+    validate(cfg)
+    if steps < 5 or not 0 < lr_min < lr_max:
+        raise InputError(f"lr-find needs at least 5 steps and 0 < lr_min < lr_max; got {steps}, {lr_min}, {lr_max}")
+    text = "\n\n".join(split_corpus(load_corpus(cfg.data.corpus), cfg.data.val_fraction)["train"])
+    tokenizer = make_tokenizer(cfg, text, progress)
+    cfg = resolve(cfg, tokenizer)
+    ids = torch.tensor(tokenizer.encode(text), dtype=torch.long)
+    t = cfg.train
+    result = find_lr(cfg.model, ids, t.batch_size, steps, lr_min, lr_max, t.weight_decay, (t.beta1, t.beta2),
+                     t.seed, resolve_device(t.device), progress)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    title = (f"LR range test: {cfg.model.n_layer} layers x {cfg.model.n_embd} wide, batch {t.batch_size} x "
+             f"{cfg.model.block_size} tokens")
+    return result, plot(result, out, title)
 
 
 def plot(result: LRFindResult, out_dir: Path, title: str = "Learning-rate range test") -> list[Path]:

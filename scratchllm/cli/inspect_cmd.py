@@ -42,6 +42,36 @@ def _run_viz(args) -> int:
     return 0
 
 
+def _run_lr_find(args) -> int:
+    from scratchllm.lr_find import lr_find_run
+    from scratchllm.train import load_config
+
+    cfg = load_config(args.config or args.preset, args.set)
+    result, paths = lr_find_run(cfg, args.out, args.steps, args.lr_min, args.lr_max)
+    for path in paths:
+        print(path)
+    print(f"lowest smoothed loss at LR {result.lr_min_loss:.3g}, steepest descent at LR {result.lr_steepest:.3g}")
+    print(f"suggested LR: {result.suggested:.3g}  (train with --set train.lr={result.suggested:.3g})")
+    return 0
+
+
+def _add_lr_find(sub) -> None:
+    p = sub.add_parser(
+        "lr-find", help="LR range test: sweep the LR exponentially on a fresh model and suggest one",
+        description="Train a fresh model for --steps steps while the LR grows from --lr-min to --lr-max, stop when "
+        "the smoothed loss passes 4x its best, plot loss vs LR (lr_find.png/.svg) and suggest an LR. "
+        "Example: scratchllm lr-find --preset tiny --out runs/lr-find")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--preset", help="a preset name from configs/ (e.g. tiny)")
+    source.add_argument("--config", help="a YAML config file")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    p.add_argument("--out", default="runs/lr-find", help="folder for lr_find.png/.svg/.json (default runs/lr-find)")
+    p.add_argument("--steps", type=int, default=100, help="LRs tried, one step each (default 100)")
+    p.add_argument("--lr-min", type=float, default=1e-7, help="first LR (default 1e-7)")
+    p.add_argument("--lr-max", type=float, default=10.0, help="last LR (default 10)")
+    p.set_defaults(func=_run_lr_find)
+
+
 def register(sub) -> None:
     """Add this group's subcommands to the top-level parser."""
     doctor = sub.add_parser(
@@ -57,3 +87,4 @@ def register(sub) -> None:
         "attention); figures whose inputs are missing are skipped with a note. Example: scratchllm viz runs/demo")
     viz.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by `scratchllm train`")
     viz.set_defaults(func=_run_viz)
+    _add_lr_find(sub)
