@@ -1,0 +1,99 @@
+"""Pure measures of a training run: bits per byte, perplexity, model FLOPs utilisation, memory, matmul peak.
+
+This module owns only arithmetic and measurement helpers (no training loop, no files). Units are stated per
+function: losses in nats per token, throughput in tokens per second, FLOPs per second, memory in MB.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import resource
+import sys
+import time
+
+
+def bits_per_byte(loss_nats: float, n_tokens: int, n_bytes: int) -> float:
+    """Mean token loss (nats) over a text -> bits per byte of that text: loss x tokens / (bytes x ln 2).
+
+    >>> round(bits_per_byte(math.log(256), 100, 100), 6)   # uniform over bytes, one token per byte: 8 bits
+    8.0
+    """
+    return loss_nats * n_tokens / (n_bytes * math.log(2))
+
+
+def perplexity(loss_nats: float) -> float:
+    """exp(loss): the effective number of equally likely next tokens (capped to stay finite)."""
+    return math.exp(min(loss_nats, 700.0))
+
+
+def mfu(flops_per_token: float, tokens_per_s: float, peak_flops: float) -> float:
+    """Model FLOPs utilisation: achieved training FLOP/s (FLOPs per token x tokens/s) over peak FLOP/s (0..1)."""
+    return tokens_per_s * flops_per_token / peak_flops if peak_flops > 0 else 0.0
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far, in MB (ru_maxrss is KB on Linux, bytes on macOS)."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 1024
+
+
+def peak_memory_mb(device="cpu") -> float:
+    """Peak memory in MB: CUDA's peak allocated on a GPU, else the process's peak RSS."""
+    import torch
+
+    if str(device).startswith("cuda") and torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return peak_rss_mb()
+
+
+def matmul_peak_flops(dtype="float32", device="cpu", n: int = 1024, repeats: int = 5) -> float:
+    """Best measured FLOP/s of an n x n matmul in `dtype` (name or torch.dtype) on `device`: MFU's roof."""
+    import torch
+
+    dt = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+    a = torch.randn(n, n, device=device).to(dt)
+    b = torch.randn(n, n, device=device).to(dt)
+    best = float("inf")
+    for _ in range(repeats + 1):  # the first round warms up
+        _sync(device)
+        t0 = time.perf_counter()
+        a @ b
+        _sync(device)
+        best = min(best, time.perf_counter() - t0)
+    return 2.0 * n**3 / best
+
+
+def _sync(device) -> None:
+    import torch
+
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def hardware_name(device="cpu") -> str:
+    """One line naming the hardware: the GPU model on CUDA, else the CPU model and torch's thread count."""
+    import torch
+
+    if str(device).startswith("cuda") and torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    return f"{_cpu_model() or 'CPU'}, {torch.get_num_threads()} threads"
+
+
+def hardware_info(device="cpu") -> dict:
+    """Torch version, threads and the CPU or GPU model, for summaries and benchmark results."""
+    import torch
+
+    info = {"torch": torch.__version__, "threads": torch.get_num_threads(), "python": platform.python_version(),
+            "cpu_model": _cpu_model()}
+    if str(device).startswith("cuda") and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name()
+    return info
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
+    except OSError:
+        return platform.processor()
