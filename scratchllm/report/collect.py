@@ -32,6 +32,8 @@ EXCERPTS = {  # key -> dotted name of the function or class the guide quotes
     "train_step": "scratchllm.train.train_step",
     "lr_at": "scratchllm.train.lr_at",
     "sample_next_token": "scratchllm.generate.sample_next_token",
+    "wrap_ddp": "scratchllm.distributed.wrap_ddp",
+    "wrap_fsdp2": "scratchllm.distributed.wrap_fsdp2",
 }
 
 

@@ -126,6 +126,7 @@ class Book:
         self.figure_no = 0
         self.table_no = 0
         self.fresh_page = False
+        self.pending: str | None = None  # a section heading waiting for its first content
 
     # ------------------------------------------------------------------ structure
 
@@ -199,6 +200,7 @@ class Book:
     def chapter(self, title: str) -> None:
         """Start a numbered chapter on a fresh page (a level-0 bookmark and TOC entry)."""
         pdf = self.pdf
+        self._flush()
         self.chapter_no += 1
         self.figure_no = self.table_no = 0
         pdf.running = f"{self.chapter_no}  {title}"
@@ -221,21 +223,28 @@ class Book:
         pdf.ln(8)
 
     def section(self, title: str) -> None:
-        """A level-1 heading (bookmark and TOC entry); moves to a new page if fewer than 35 mm are left."""
-        pdf = self.pdf
-        self.need(35)
-        pdf.ln(3)
-        pdf.start_section(title, level=1)
-        pdf.set_font("sans", "B", 13)
-        pdf.set_text_color(*ACCENT)
-        pdf.multi_cell(pdf.epw, 7, title, align="L", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
-        pdf.set_text_color(*INK)
-        pdf.ln(1.5)
+        """A level-1 heading (bookmark and TOC entry). It is drawn by the next `need`, together with the content
+        that follows it, so a heading never stands alone at the foot of a page."""
+        self._flush()
+        self.pending = title
 
     def need(self, height: float) -> None:
-        """Start a new page unless `height` mm are left above the bottom margin."""
-        if self.pdf.get_y() + height > self.pdf.page_break_trigger:
-            self.pdf.add_page()
+        """Start a new page unless `height` mm (plus a pending heading) are left above the bottom margin."""
+        pdf, title, self.pending = self.pdf, self.pending, None
+        if pdf.get_y() + height + (14 if title else 0) > pdf.page_break_trigger:
+            pdf.add_page()
+        if title:
+            pdf.ln(3)
+            pdf.start_section(title, level=1)
+            pdf.set_font("sans", "B", 13)
+            pdf.set_text_color(*ACCENT)
+            pdf.multi_cell(pdf.epw, 7, title, align="L", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+            pdf.set_text_color(*INK)
+            pdf.ln(1.5)
+
+    def _flush(self) -> None:
+        if self.pending:
+            self.need(0)
 
     # ------------------------------------------------------------------ text
 
@@ -243,6 +252,11 @@ class Book:
         """A justified paragraph; with `markup`, **bold**, *italic* and `code` spans are honoured."""
         pdf = self.pdf
         base = ("serif", "I" if italic else "", size)
+        pdf.set_font(*base)
+        plain = re.sub(r"\*\*|`", "", text) if markup else text
+        lines = len(pdf.multi_cell(pdf.epw, 1, plain, dry_run=True, output="LINES"))
+        height = lines * size * PT * 1.2 * LINE
+        self.need(height if height < 45 else 12)  # a short paragraph is never split across pages
         pieces = INLINE.split(text) if markup else [text]
         with pdf.text_columns(text_align=Align.J, line_height=LINE) as cols, cols.paragraph(bottom_margin=2.2) as p:
             for piece in pieces:
@@ -268,6 +282,7 @@ class Book:
     def bullets(self, items: list[str]) -> None:
         """A bulleted list; items take the same inline markup as `para`."""
         pdf = self.pdf
+        self.need(12)
         base = ("serif", "", BODY_PT)
         with pdf.text_columns(text_align=Align.J, line_height=LINE) as cols:
             for item in items:
@@ -364,9 +379,10 @@ class Book:
               position: str = "CENTER") -> None:
         """A booktabs-style table (rules above and below the header), optional caption above it."""
         pdf = self.pdf
+        estimate = (len(rows) + 1) * (size * 0.5 + 2.4) + (9 if caption else 0)
+        self.need(estimate if estimate < 110 else 40)  # keep short tables on one page
         if caption:
             self.table_no += 1
-            self.need(20)
             self._caption(f"Table {self.chapter_no}.{self.table_no}  {caption}", above=True)
         pdf.set_font("serif", "", size)
         pdf.set_fill_color(255, 255, 255)  # unfilled rows take the current fill colour
@@ -500,6 +516,7 @@ class Book:
         pdf.set_text_color(*INK)
 
     def output(self) -> bytes:
+        self._flush()
         return bytes(self.pdf.output())
 
 

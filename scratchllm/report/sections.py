@@ -566,10 +566,10 @@ def _speed(book: Book, run: RunSummary) -> None:
     steady = run.train[1:] or run.train
     med = lambda key: statistics.median(v for r in steady if _finite(v := r.get(key))) if any(  # noqa: E731
         _finite(r.get(key)) for r in steady) else None
-    mem = max((r["mem_mb"] for r in run.train if _finite(r.get("mem_mb"))), default=None)
+    mem = max((r["mem_mb"] for r in run.train if _finite(r.get("mem_mb"))), default=run.summary.get("peak_mem_mb"))
     rows = [["tokens per second (median)", fmt(med("tokens_per_s"), 0)],
             ["model FLOPs utilisation, MFU (median)", f"{100 * med('mfu'):.2f}%" if med("mfu") is not None else "–"],
-            ["peak memory", f"{mem:,.0f} MB" if mem is not None else "–"],
+            ["peak memory", f"{mem:,.0f} MB" if _finite(mem) else "–"],
             ["training FLOPs per token", fmt(run.flops_per_token, 0) if run.flops_per_token else "–"],
             ["wall-clock time", fmt_seconds(run.summary.get("elapsed_s") or (run.train[-1].get("elapsed_s")
                                                                             if run.train else None))]]
@@ -582,12 +582,15 @@ def _speed(book: Book, run: RunSummary) -> None:
 
 
 def _memory_rows(run: RunSummary) -> list[list[str]]:
-    pattern = re.compile(r"accum|checkpoint|bf16|bfloat|dtype|autocast|peak|mem|rss", re.I)
-    rows = [[f"run config: train.{k}", fmt(v)] for k, v in (run.config.get("train") or {}).items()
+    """(source, setting or measurement, value) rows about memory techniques: the run's config, then benchmarks."""
+    pattern = re.compile(r"accum|checkpointing|bf16|bfloat|dtype|autocast|peak|mem|rss", re.I)
+    rows = [["this run's config", f"train.{k}", fmt(v)] for k, v in (run.config.get("train") or {}).items()
             if pattern.search(k) and not isinstance(v, (dict, list))]
+    if _finite(run.summary.get("peak_mem_mb")):
+        rows.append(["this run's summary", "peak memory (MB)", fmt(run.summary["peak_mem_mb"], 0)])
     for name, data in sorted(run.benchmarks.items()):
         hits = [(k, v) for k, v in flatten(data) if pattern.search(k.rsplit(".", 1)[-1]) and _finite(v)]
-        rows += [[f"benchmarks/results/{name}.json: {k}", fmt(v)] for k, v in hits[:8]]
+        rows += [[f"benchmarks: {name}.json", k.replace("shapes.", "").replace("_", " "), fmt(v)] for k, v in hits[:8]]
     return rows[:24]
 
 
@@ -604,8 +607,8 @@ def _memory(book: Book, run: RunSummary) -> None:
         "state stay in float32."])
     rows = _memory_rows(run)
     if rows:
-        book.table(["source: setting or measurement", "value"], rows, "What this run used and what the project's "
-                   "benchmarks measured about these techniques.", widths=[136, 30], align=["LEFT", "RIGHT"],
+        book.table(["source", "setting or measurement", "value"], rows, "What this run used and what the project's "
+                   "benchmarks measured about these techniques.", widths=[42, 100, 24], align=["LEFT", "LEFT", "RIGHT"],
                    size=7.6)
     else:
         book.note("Neither this run's config nor benchmarks/results/ holds measurements of these techniques. "
@@ -644,20 +647,32 @@ def _scaling_rows(run: RunSummary) -> list[list[str]]:
     return rows
 
 
+def _torchrun(args: list[str], nproc: int) -> str:
+    """The command `scratchllm train --nproc N` runs, as distributed.torchrun_command builds it (or a plain one)."""
+    try:
+        from scratchllm.distributed import torchrun_command
+    except ImportError:
+        return f"torchrun --standalone --nproc_per_node={nproc} -m scratchllm " + " ".join(args)
+    return " ".join(["python", *torchrun_command(args, nproc)[1:]])
+
+
 def chapter_scaling(book: Book, run: RunSummary) -> None:
     book.chapter(CHAPTER_TITLES[5])
+    config = run.run_dir / "config.json"
     book.para("One process on one device sets the speed limit of everything above. To train faster, or a model "
               "too big for one device, the work is spread over several processes, one per GPU (or per group of "
-              "CPU cores), started by PyTorch's `torchrun`.")
+              "CPU cores), started by PyTorch's `torchrun`. The commands below rerun this very run's configuration "
+              "on 8 processes.")
     book.section("Data parallel: DistributedDataParallel")
     book.para("Every process holds a full copy of the model and reads a different slice of each batch. After the "
               "backward pass the gradients are averaged across processes (an all-reduce, overlapped with the "
               "backward computation), so every copy takes the same step and the copies stay identical. N "
               "processes see N times the tokens per step; the effective batch grows N-fold.")
-    book.code("scratchllm train --preset gpt2_124m --nproc 8\n"
-              "# the same, started by hand on one machine with 8 GPUs:\n"
-              "torchrun --standalone --nproc_per_node=8 -m scratchllm train --preset gpt2_124m",
+    args = ["train", "--config", str(config), "--out", "runs/ddp"]
+    book.code(f"scratchllm {' '.join(args[:3])} --nproc 8 --out runs/ddp\n"
+              f"# which starts, one process per device:\n{_torchrun(args, 8)}",
               "Data-parallel training on 8 devices.", python=False)
+    _listing(book, run, "wrap_ddp", "wrapping the model for data parallelism")
     book.section("Sharded: FSDP2")
     book.para("When the weights, gradients and AdamW state (16 bytes per parameter in float32) no longer fit on one "
               "device, fully sharded data parallelism gives each process only a 1/N slice of every tensor. Before "
@@ -665,8 +680,7 @@ def chapter_scaling(book: Book, run: RunSummary) -> None:
               "gradients are reduced and scattered back to their owners. Memory per device falls nearly N-fold "
               "for the price of more communication. PyTorch's second version, `fully_shard`, shards each block "
               "separately so that gathering the next block overlaps with computing this one.")
-    book.code("scratchllm train --preset gpt2_124m --nproc 8 --set train.parallel=fsdp",
-              "Fully sharded training on 8 devices.", python=False)
+    _listing(book, run, "wrap_fsdp2", "sharding each block, then the root, with FSDP2")
     book.section("Measured scaling")
     rows = _scaling_rows(run)
     if rows:
