@@ -144,7 +144,7 @@ def _tokenizer_line(run: RunSummary) -> str:
 def _training_line(run: RunSummary) -> str:
     s = run.summary
     steps = s.get("steps") or (run.train[-1]["step"] if run.train else None)
-    tokens = run.train[-1].get("tokens") if run.train else None
+    tokens = s.get("tokens") or (run.train[-1].get("tokens") if run.train else None)
     parts = [f"{steps:,} steps" if isinstance(steps, int) else None,
              f"{tokens:,} tokens" if isinstance(tokens, int) else None,
              fmt_seconds(s.get("elapsed_s") or (run.train[-1].get("elapsed_s") if run.train else None))]
@@ -191,13 +191,17 @@ def chapter_summary(book: Book, run: RunSummary) -> None:
               "weights are trained (chapters 5 and 6), the model writes (chapter 7), and when something goes "
               "wrong, chapter 8 says what to look at.")
     book.table(["", "this run"], [list(f) for f in facts(run)], "The run in six lines.", widths=[30, 106])
+    status = run.summary.get("status")
+    if status and status != "completed":
+        book.note(f"This run ended as “{status}”. " + str(run.summary.get("advice") or "See chapter 8 for what "
+                  "the doctor found."), "The run did not complete")
     _bits_per_byte(book, run)
+    _about(book)
     if run.missing:
         book.section("What this run does not have")
         book.para("Parts of the guide need files that this run folder lacks. Each chapter says so where the "
                   "missing piece would have been shown:")
         book.bullets([f"`{m.split(':', 1)[0]}`:{m.split(':', 1)[1]}" if ":" in m else m for m in run.missing])
-    _about(book)
 
 
 def _bits_per_byte(book: Book, run: RunSummary) -> None:
