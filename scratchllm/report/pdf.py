@@ -376,7 +376,7 @@ class Book:
 
     def table(self, header: list[str], rows: list[list[str]], caption: str = "", widths: list[float] | None = None,
               align: list[str] | None = None, size: float = 8.5, width: float | None = None,
-              position: str = "CENTER") -> None:
+              position: str = "LEFT") -> None:
         """A booktabs-style table (rules above and below the header), optional caption above it."""
         pdf = self.pdf
         estimate = (len(rows) + 1) * (size * 0.5 + 2.4) + (9 if caption else 0)

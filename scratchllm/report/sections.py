@@ -25,6 +25,7 @@ SAMPLE_WORDS = ("the", " the", "To be, or not to be", " Wherefore", " unsubstant
                 " 2026", " Transformer", " naïve café", " λόγος")
 UNSEEN_WORD = " Shakespearification"
 NOT_RECORDED = "not recorded"
+PIVOTED = {"model", "generate", "tokenizer", "viz"}  # benchmarks shown in their own tables
 
 
 # ----------------------------------------------------------------------------- formatting
@@ -111,6 +112,50 @@ def _figure(book: Book, run: RunSummary, stem: str, caption: str, width: float =
 def _missing_figure(book: Book, what: str) -> None:
     book.note(f"No {what} figure in figures/. Draw the figures with `scratchllm viz RUN_DIR` and rebuild the guide "
               "with `scratchllm report RUN_DIR`.")
+
+
+def _machine(data: dict) -> str:
+    m = data.get("machine") or {}
+    parts = [m.get("cpu") or m.get("cpu_model"), f"torch {m['torch']}" if m.get("torch") else None,
+             f"{m['threads']} threads" if m.get("threads") else None]
+    return ", ".join(p for p in parts if p)
+
+
+def bench_table(book: Book, run: RunSummary, name: str, keep: str, caption: str, limit: int = 14) -> bool:
+    """A table of the numbers in benchmarks/results/`name`.json whose dotted key matches `keep`; False if none."""
+    data = run.benchmarks.get(name)
+    if not isinstance(data, dict):
+        return False
+    rows = [[k.replace("_", " "), fmt(v, 3)] for k, v in flatten({k: v for k, v in data.items() if k != "machine"})
+            if re.search(keep, k) and _finite(v)][:limit]
+    if not rows:
+        return False
+    where = _machine(data)
+    book.table(["measurement", "value"], rows, f"{caption} (benchmarks/results/{name}.json"
+               + (f"; {where}" if where else "") + ").", widths=[136, 30], align=["LEFT", "RIGHT"], size=7.6)
+    return True
+
+
+def bench_pivot(book: Book, run: RunSummary, name: str, path: str, columns: list[tuple[str, str, int]],
+                caption: str, label: str = "model shape") -> bool:
+    """A table of the records under `path` in benchmarks/results/`name`.json (a dict of dicts, labelled by key,
+    or a list of dicts); columns are (key, header, decimals). False if the file or the records are absent."""
+    data = run.benchmarks.get(name) or {}
+    found = data.get(path) if isinstance(data, dict) else None
+    labelled = isinstance(found, dict)
+    records = list(found.items()) if labelled else [("", r) for r in found or [] if isinstance(r, dict)]
+    rows = [([label] if labelled else []) + [fmt(r.get(k), d) if d or not _finite(r.get(k)) else f"{r[k]:,.0f}"
+                                             for k, _, d in columns] for label, r in records if isinstance(r, dict)]
+    if not rows:
+        return False
+    header = ([label] if labelled else []) + [h for _, h, _ in columns]
+    first = 166 - 26 * len(columns) if labelled else 0
+    where = _machine(data)
+    book.table(header, rows, f"{caption} (benchmarks/results/{name}.json" + (f"; {where}" if where else "") + ").",
+               widths=([first] if labelled else []) + [26] * len(columns),
+               align=(["LEFT"] if labelled else []) + ["RIGHT"] * len(columns), size=7.8,
+               width=(first if labelled else 0) + 26 * len(columns))
+    return True
 
 
 # ----------------------------------------------------------------------------- cover and chapter 1
@@ -349,6 +394,7 @@ def chapter_tokenization(book: Book, run: RunSummary) -> None:
     _word_splits(book, run)
     book.section("BPE beside other tokenizers")
     _comparison(book, run)
+    bench_table(book, run, "tokenizer", r"encoding\.|ratio|best_s", "Tokenizer speed on the whole built-in corpus")
     book.section("Why BPE never meets an unknown word")
     _unknown_words(book, run)
 
@@ -445,6 +491,10 @@ def chapter_attention(book: Book, run: RunSummary) -> None:
             "`att @ v`: each position's output is the weighted average of the values it attends to.",
             "In training the model calls PyTorch's fused `scaled_dot_product_attention`, which gives the same "
             "result without storing the T×T matrix; a test proves the two equal."])
+        bench_pivot(book, run, "model", "shapes", [("sdpa_tokens_per_s", "SDPA tokens/s", 0),
+                                                   ("reference_tokens_per_s", "five lines, tokens/s", 0),
+                                                   ("sdpa_over_reference", "SDPA speed-up", 2)],
+                    "Training speed (forward and backward) through the fused kernel and through the five lines")
     if run.attention is None:
         book.note("This run has no attention records (attention/step_*.npz and probe.json), so this chapter "
                   "cannot show its matrices. Runs made by `scratchllm train` record them at every evaluation.")
@@ -593,6 +643,8 @@ def _memory_rows(run: RunSummary) -> list[list[str]]:
     if _finite(run.summary.get("peak_mem_mb")):
         rows.append(["this run's summary", "peak memory (MB)", fmt(run.summary["peak_mem_mb"], 0)])
     for name, data in sorted(run.benchmarks.items()):
+        if name in PIVOTED:
+            continue
         hits = [(k, v) for k, v in flatten(data) if pattern.search(k.rsplit(".", 1)[-1]) and _finite(v)]
         rows += [[f"benchmarks: {name}.json", k.replace("shapes.", "").replace("_", " "), fmt(v)] for k, v in hits[:8]]
     return rows[:24]
@@ -609,12 +661,15 @@ def _memory(book: Book, run: RunSummary) -> None:
         "**bfloat16** stores activations (and does matrix products) in 16 bits with float32's exponent range: "
         "half the memory and, on hardware with bf16 units, several times the speed; weights and optimiser "
         "state stay in float32."])
+    measured = bench_pivot(book, run, "model", "shapes", [("sdpa_tokens_per_s", "tokens/s", 0), (
+        "grad_checkpointing_tokens_per_s", "checkpointed", 0), ("grad_checkpointing_slowdown", "slow-down", 2)],
+        "The price of activation checkpointing in training speed")
     rows = _memory_rows(run)
     if rows:
         book.table(["source", "setting or measurement", "value"], rows, "What this run used and what the project's "
                    "benchmarks measured about these techniques.", widths=[42, 100, 24], align=["LEFT", "LEFT", "RIGHT"],
                    size=7.6)
-    else:
+    elif not measured:
         book.note("Neither this run's config nor benchmarks/results/ holds measurements of these techniques. "
                   "`make bench` produces them.")
 
@@ -704,6 +759,16 @@ def chapter_samples(book: Book, run: RunSummary) -> None:
               "one (sharpened by a temperature below 1, or restricted to the k likeliest or to the top-p of the "
               "probability mass), append it and go again. Below, the prompt is in bold and the rest is the model's.")
     _listing(book, run, "sample_next_token", "choosing the next token")
+    book.para("Generating token by token naively recomputes the keys and values of the whole context for every new "
+              "token. A **KV cache** keeps them: each step feeds only the newest token, which attends to the cached "
+              "keys and values, so the work per token no longer grows with the length of the text.")
+    bench_pivot(book, run, "generate", "kv_cache", [("context", "context", 0), ("naive_tokens_per_s",
+                "naive tokens/s", 1), ("kv_cache_tokens_per_s", "cached tokens/s", 1), ("speedup", "speed-up", 1)],
+                "Decoding speed with and without the KV cache")
+    bench_pivot(book, run, "generate", "vs_transformers", [("prompt", "prompt", 0), ("new_tokens", "new tokens", 0),
+                ("ours_tokens_per_s", "ours tokens/s", 1), ("hf_tokens_per_s", "HF tokens/s", 1),
+                ("ratio", "ours / HF", 2), ("same_tokens", "same tokens", 0)],
+                "Our KV-cache generation beside Hugging Face transformers' generate() on the same weights")
     steps = sorted({s.get("step") for s in run.samples if isinstance(s.get("step"), int)})
     if not steps:
         book.note("samples.jsonl is missing or empty: this run wrote no samples.")
