@@ -233,3 +233,23 @@ def test_cli_report_writes_pdf_and_rejects_bad_input(full_run, tmp_path, capsys)
     assert PdfReader(tmp_path / "g.pdf").pages
     assert main(["report", str(tmp_path / "missing")]) == 2
     assert "run folder not found" in capsys.readouterr().err
+
+
+def test_odd_run_char_tokenizer_diverged_and_corrupt_files(tmp_path):
+    """A diverged char-level run with a broken metrics line and a corrupt doctor.json still gives a guide that says
+    so, instead of a traceback."""
+    from scratchllm.model import GPT, GPTConfig
+    from scratchllm.tokenizer import CharTokenizer
+
+    tok = CharTokenizer.train("To be, or not to be: that is the question.\n")
+    tok.save(tmp_path / "tokenizer.json")
+    cfg = GPTConfig(vocab_size=tok.vocab_size, block_size=16, n_layer=1, n_head=1, n_embd=8)
+    (tmp_path / "config.json").write_text(json.dumps({"model": dataclasses.asdict(cfg)}))
+    records = [{"kind": "train", "step": 1, "loss": 3.0, "lr": 1e-3}, {"kind": "train", "step": 2, "loss": math.nan}]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records) + "{broken\n")
+    (tmp_path / "doctor.json").write_text("[{not json")
+    (tmp_path / "summary.json").write_text(json.dumps({"status": "diverged", "advice": "lower train.lr to 3e-4"}))
+    text = "".join(squash(pdf_text(build_report(tmp_path, bench_dir=tmp_path))[1]))
+    for expected in ("metrics.jsonl: 1 unreadable line(s) skipped", "doctor.json: unreadable", "ended as “diverged”",
+                     "lower train.lr to 3e-4", "No merges", "cannot encode", f"{GPT(cfg).num_params():,}"):
+        assert re.sub(r"\s+", "", expected) in text

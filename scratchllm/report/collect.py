@@ -305,7 +305,10 @@ def collect(run_dir, bench_dir=None) -> RunSummary:
     run.samples = _read_jsonl(path / "samples.jsonl", run.missing, "no samples")
     _read_tokenizer(run)
     run.comparison = _read_json(path / "tokenizer_comparison.json", run.missing, "no tokenizer comparison")
-    run.doctor = _read_json(path / "doctor.json", run.missing, "the doctor has not examined this run")
+    doctor = _read_json(path / "doctor.json", run.missing, "the doctor has not examined this run")
+    run.doctor = [d for d in doctor if isinstance(d, dict)] if isinstance(doctor, list) else None
+    if doctor is not None and run.doctor is None:
+        run.missing.append("doctor.json: unreadable (not a list of findings)")
     run.figures = {p.stem: p for p in sorted((path / "figures").glob("*.png"))}
     if not run.figures:
         run.missing.append("figures/: no figures (scratchllm viz RUN draws them)")

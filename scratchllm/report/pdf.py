@@ -117,6 +117,8 @@ class Book:
         pdf.book_title = title
         pdf.set_title(title)
         pdf.set_author(author)
+        pdf.set_subject("How a GPT is built, told with the code and numbers of one training run")
+        pdf.set_keywords("language model, GPT, transformer, BPE, attention, training")
         pdf.set_creator("scratchllm report (fpdf2)")
         pdf.set_lang("en")
         pdf.set_margins(22, 20, 22)

@@ -815,7 +815,8 @@ TROUBLES = [
 
 def _findings(book: Book, run: RunSummary) -> None:
     if run.doctor is None:
-        book.note("No doctor.json in the run folder: `scratchllm doctor RUN_DIR` examines the run and writes it.")
+        why = next((m for m in run.missing if m.startswith("doctor.json")), "doctor.json: not in the run folder")
+        book.note(f"{why}. `scratchllm doctor RUN_DIR` examines the run and writes it.")
         return
     if not run.doctor:
         book.para("The doctor examined this run's metrics and samples and found nothing wrong.")
