@@ -512,7 +512,8 @@ def chapter_attention(book: Book, run: RunSummary) -> None:
                 "query, column = key.")
     book.section("How attention changed during training")
     _evolution(book, run)
-    _figure(book, run, "attention_evolution", "The heads of one layer (columns) at recorded training steps (rows).")
+    _figure(book, run, "attention_evolution", "The heads of one layer (columns) at recorded training steps (rows); "
+            "figures/attention_evolution.gif animates them.")
     _figure(book, run, "attention_cube", "The same weights stacked by training step: the 3-D cube.", 0.8)
 
 
@@ -577,6 +578,8 @@ def chapter_block(book: Book, run: RunSummary) -> None:
     stages, repeat, skips = _stages(m)
     book.stack_diagram(stages, repeat, skips, f"This model: {m.get('norm', 'pre')}-norm blocks, "
                        f"{m.get('n_layer')} of them; blue lines are the residual connections.")
+    _figure(book, run, "embeddings_pca", "The token embedding table of this model seen from its two main directions "
+            "(PCA): tokens the model treats alike sit close together.", 0.85)
     book.section("Parameters, part by part")
     if run.params:
         _param_table(book, run)
@@ -674,6 +677,19 @@ def _memory(book: Book, run: RunSummary) -> None:
                   "`make bench` produces them.")
 
 
+def _recipe(book: Book, run: RunSummary) -> None:
+    """The run's resolved settings (config.json), two per row."""
+    items = [(f"{group}.{k}", visible(v) if isinstance(v, str) else f"{v:g}" if isinstance(v, float) else fmt(v))
+             for group in ("data", "tokenizer", "train") for k, v in (run.config.get(group) or {}).items()
+             if not isinstance(v, (dict, list))]
+    if not items:
+        return
+    half = math.ceil(len(items) / 2)
+    rows = [[*items[i], *(items[i + half] if i + half < len(items) else ("", ""))] for i in range(half)]
+    book.table(["setting", "value", "setting", "value"], rows, "The recipe of this run, as config.json records it.",
+               widths=[48, 35, 48, 35], align=["LEFT", "RIGHT", "LEFT", "RIGHT"], size=7.6)
+
+
 def chapter_training(book: Book, run: RunSummary) -> None:
     book.chapter(CHAPTER_TITLES[4])
     book.para("Training repeats one step many times: take a batch of token sequences from the corpus, run the "
@@ -681,6 +697,7 @@ def chapter_training(book: Book, run: RunSummary) -> None:
               "that really follow, backpropagate to get a gradient for every weight, and let the AdamW optimiser "
               "move the weights a little downhill. The size of that move is the **learning rate**, which follows "
               "a schedule: a short warm-up, then a slow decay.")
+    _recipe(book, run)
     _listing(book, run, "train_step", "one optimisation step")
     _listing(book, run, "lr_at", "the learning-rate schedule")
     book.section("Loss curves and the learning rate")
