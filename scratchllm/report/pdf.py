@@ -132,8 +132,9 @@ class Book:
 
     # ------------------------------------------------------------------ structure
 
-    def cover(self, title: str, subtitle: str, facts: list[tuple[str, str]], footnote: str) -> None:
-        """Page 1: the title, a subtitle and a panel of key facts of the run."""
+    def cover(self, title: str, subtitle: str, facts: list[tuple[str, str]], footnote: str,
+              curve: list[tuple[float, float]] = (), curve_label: str = "") -> None:
+        """Page 1: the title, a subtitle, a panel of key facts of the run and, given (x, y) points, a small curve."""
         pdf = self.pdf
         pdf.add_page()
         pdf.set_fill_color(*ACCENT)
@@ -148,6 +149,8 @@ class Book:
         pdf.set_text_color(*INK)
         pdf.set_y(110)
         self._facts(facts)
+        if len(curve) > 1:
+            self._sparkline(curve, curve_label, pdf.get_y() + 14, 42)
         pdf.set_y(-45)
         pdf.set_font("serif", "I", 9)
         pdf.set_text_color(*GREY)
@@ -165,6 +168,29 @@ class Book:
             pdf.multi_cell(pdf.epw - 48, 7.5, value, align="L", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
             pdf.set_draw_color(*RULE)
             pdf.line(pdf.l_margin, pdf.get_y(), pdf.w - pdf.r_margin, pdf.get_y())
+
+    def _sparkline(self, points: list[tuple[float, float]], label: str, top: float, height: float) -> None:
+        """A bare line chart across the text width: the curve, its first and last values, a label."""
+        pdf = self.pdf
+        xs, ys = [p[0] for p in points], [p[1] for p in points]
+        x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
+        sx = lambda x: pdf.l_margin + 14 + (pdf.epw - 28) * (x - x0) / ((x1 - x0) or 1)  # noqa: E731
+        sy = lambda y: top + height - height * (y - y0) / ((y1 - y0) or 1)  # noqa: E731
+        pdf.set_draw_color(*ACCENT)
+        pdf.set_line_width(0.45)
+        pdf.polyline([(sx(x), sy(y)) for x, y in points])
+        pdf.set_line_width(0.2)
+        pdf.set_font("sans", "B", 8)
+        pdf.set_text_color(*ACCENT)
+        pdf.set_xy(pdf.l_margin, sy(ys[0]) - 2)
+        pdf.cell(13, 4, f"{ys[0]:.2f}", align="R")
+        pdf.set_xy(pdf.w - pdf.r_margin - 13, sy(ys[-1]) - 2)
+        pdf.cell(13, 4, f"{ys[-1]:.2f}")
+        pdf.set_font("sans", "I", 8)
+        pdf.set_text_color(*GREY)
+        pdf.set_xy(pdf.l_margin, top + height + 3)
+        pdf.cell(pdf.epw, 4, label, align="C")
+        pdf.set_text_color(*INK)
 
     def contents(self) -> None:
         """A table of contents page, filled in at the end with the chapters' and sections' page numbers."""

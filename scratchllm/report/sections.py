@@ -217,12 +217,20 @@ def facts(run: RunSummary) -> list[tuple[str, str]]:
             ("Hardware", _hardware_line(run))]
 
 
+def _loss_curve(run: RunSummary, n: int = 300) -> list[tuple[float, float]]:
+    """(step, loss) of the finite train records, at most n of them; spikes clipped at 1.5 x the first loss."""
+    points = [(r["step"], r["loss"]) for r in run.train if _finite(r.get("loss")) and _finite(r.get("step"))]
+    cap = 1.5 * points[0][1] if points else 0
+    return spread([(x, min(y, cap)) for x, y in points], n)
+
+
 def cover(book: Book, run: RunSummary, built: str) -> None:
     book.cover(BOOK_TITLE, "A guide written from your own training run: the code that ran, the numbers it "
                "produced and the pictures it drew.", facts(run),
                f"Built by `scratchllm report` from {run.run_dir.resolve()} on {built}. Every listing in this guide "
                "is quoted from the installed source code when the PDF was built; every number and picture comes "
-               "from the run folder or the project's benchmark results.".replace("`", ""))
+               "from the run folder or the project's benchmark results.".replace("`", ""),
+               _loss_curve(run), "training loss (nats per token), step by step")
     book.contents()
 
 
