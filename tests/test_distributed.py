@@ -1,0 +1,113 @@
+"""Data parallelism proven equal to one process: 2 gloo ranks under torchrun against the same steps run alone."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+import scratchllm.distributed as D
+from scratchllm.config import InputError
+
+sys.path.insert(0, str(Path(__file__).parent))
+import ddp_worker as W  # noqa: E402
+
+WORKER = Path(__file__).parent / "ddp_worker.py"
+
+
+def torchrun(out: Path, *args: str, nproc: int = 2, timeout: float = 180) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "--master_addr=127.0.0.1",
+           f"--master_port={D.free_port()}", str(WORKER), "--out", str(out), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def two_ranks(tmp_path_factory):
+    """One torchrun of 2 ranks: DDP without and with accumulation, FSDP2 with accumulation, FSDP2 loading."""
+    out = tmp_path_factory.mktemp("ddp")
+    alone = W.fresh_model(seed=123)
+    save_file({k: v.contiguous() for k, v in alone.state_dict().items() if k != "lm_head.weight"},
+              out / "alone.safetensors")
+    proc = torchrun(out, "--modes", "ddp:1,ddp:2,fsdp2:2", "--load", str(out / "alone.safetensors"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out, json.loads((out / "results.json").read_text()), W.fixed_batch_loss(alone)
+
+
+def one_process(accum: int) -> tuple[list[float], dict]:
+    return W.run(D.DistContext(), "plain", accum, steps=3)
+
+
+def assert_same_weights(path: Path, state: dict) -> None:
+    got = load_file(path)
+    for name, t in got.items():
+        torch.testing.assert_close(t, state[name], atol=1e-5, rtol=0, msg=name)
+
+
+def test_ddp_two_ranks_match_one_process_same_global_batch(two_ranks):
+    out, res, _ = two_ranks
+    losses, state = one_process(accum=1)
+    assert res["world_size"] == 2
+    assert res["ddp:1"] == pytest.approx(losses, abs=1e-5)
+    assert_same_weights(out / "ddp_1.safetensors", state)
+
+
+def test_ddp_2x2_micro_batches_with_no_sync_match_1x4(two_ranks):
+    out, res, _ = two_ranks
+    losses, state = one_process(accum=4)  # 1 process x 4 micro-batches of 2 rows = 2 ranks x 2 x 2
+    assert res["ddp:2"] == pytest.approx(losses, abs=1e-5)
+    assert_same_weights(out / "ddp_2.safetensors", state)
+
+
+def test_fsdp2_matches_one_process_and_its_full_state_loads_alone(two_ranks):
+    out, res, _ = two_ranks
+    losses, state = one_process(accum=4)
+    assert res["fsdp2:2"] == pytest.approx(losses, abs=1e-5)
+    assert_same_weights(out / "fsdp2_2.safetensors", state)
+    model, reference = W.fresh_model(seed=5), W.fresh_model(seed=6)
+    D.load_full_state_dict(model, load_file(out / "fsdp2_2.safetensors"))  # one plain process, tied head filled in
+    reference.load_state_dict(state)
+    assert W.fixed_batch_loss(model) == pytest.approx(W.fixed_batch_loss(reference), abs=1e-5)
+
+
+def test_single_process_weights_load_into_fsdp2(two_ranks):
+    _, res, alone_loss = two_ranks
+    assert res["loaded_loss"] == pytest.approx(alone_loss, abs=1e-5)
+
+
+def test_rank_rows_partition_the_global_batch_and_one_process_needs_no_group():
+    ctx = D.DistContext()
+    model = W.fresh_model()
+    with D.maybe_no_sync(model, is_last_micro=False):  # a plain model has nothing to skip: no error, no effect
+        _, loss = model(*W.global_batch(0))
+    assert torch.isfinite(loss)
+    rows = [range(8)[D.rank_rows(8, D.DistContext(rank=r, world_size=4))] for r in range(4)]
+    assert sorted(i for part in rows for i in part) == list(range(8))  # disjoint, complete
+    with pytest.raises(InputError, match="divisible"):
+        D.rank_rows(6, D.DistContext(rank=0, world_size=4))
+    assert D.all_mean(3.0, ctx) == 3.0
+
+
+def test_port_in_use_is_one_line_input_error():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        with pytest.raises(InputError, match=f"port {port} .* in use") as e:
+            D.launch(["train"], nproc=2, master_port=port)
+    assert "\n" not in str(e.value)
+
+
+def test_a_rank_that_dies_fails_the_run_fast(tmp_path):
+    start = time.monotonic()
+    proc = torchrun(tmp_path, "--die-rank", "1", "--timeout", "30", timeout=120)
+    assert proc.returncode != 0
+    assert "dies on purpose" in proc.stderr
+    assert time.monotonic() - start < 60
+    assert not (tmp_path / "results.json").exists()
