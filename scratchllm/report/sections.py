@@ -497,8 +497,11 @@ def chapter_attention(book: Book, run: RunSummary) -> None:
             "the model is trained to predict them.",
             "`softmax`: each row of scores becomes weights that are positive and sum to one.",
             "`att @ v`: each position's output is the weighted average of the values it attends to.",
-            "In training the model calls PyTorch's fused `scaled_dot_product_attention`, which gives the same "
-            "result without storing the T×T matrix; a test proves the two equal."])
+            ("In training this model called PyTorch's fused `scaled_dot_product_attention`, which gives the same "
+             "result without storing the T×T matrix; a test proves the two equal."
+             if run.model_config.get("attention", "sdpa") == "sdpa" else
+             "This run trained through these five lines themselves (model.attention = reference); PyTorch's fused "
+             "`scaled_dot_product_attention` gives the same result faster, and a test proves the two equal.")])
         bench_pivot(book, run, "model", "shapes", [("sdpa_tokens_per_s", "SDPA tokens/s", 0),
                                                    ("reference_tokens_per_s", "five lines, tokens/s", 0),
                                                    ("sdpa_over_reference", "SDPA speed-up", 2)],
@@ -574,9 +577,11 @@ def chapter_block(book: Book, run: RunSummary) -> None:
               "computes something, and adds the result back: first **multi-head attention**, where each of H "
               "heads attends with its own C/H-dimensional queries, keys and values and the heads' outputs are "
               "concatenated and projected; then a **feed-forward network** (MLP) that widens each position to 4C, "
-              "applies a non-linearity and narrows it again, position by position. A **normalisation** before "
-              "each branch keeps the scale of its input steady; the **residual additions** let gradients flow "
-              "straight through a deep stack.")
+              "applies a non-linearity and narrows it again, position by position. A **normalisation** "
+              + ("after each residual addition (post-norm, as in the 2017 Transformer)" if m.get("norm") == "post"
+                 else "before each branch (pre-norm, as in GPT-2)")
+              + " keeps the scale of the numbers steady; the **residual additions** let gradients flow straight "
+              "through a deep stack.")
     if not m:
         book.note("No model configuration in config.json or checkpoints/latest/config.json: the diagram and the "
                   "parameter counts of this model cannot be drawn.")
