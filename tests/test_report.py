@@ -9,6 +9,7 @@ import inspect
 import json
 import math
 import re
+import shutil
 
 import numpy as np
 import pytest
@@ -131,13 +132,18 @@ def squash(text: str) -> list[str]:
 @pytest.fixture(scope="module")
 def full_run(tmp_path_factory, shakespeare_text):
     run = tmp_path_factory.mktemp("run")
-    n_params, bpb = make_run(run, shakespeare_text)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny matrices: one thread is fastest, and far faster on a busy machine
+    try:
+        n_params, bpb = make_run(run, shakespeare_text)
+    finally:
+        torch.set_num_threads(threads)
     out = build_report(run, bench_dir=run / "no-benchmarks")
-    return run, out, n_params, bpb
+    return run, out, n_params, bpb, squash(pdf_text(out)[1])
 
 
 def test_guide_has_every_chapter_and_the_runs_numbers(full_run):
-    run, out, n_params, bpb = full_run
+    run, out, n_params, bpb, _ = full_run
     assert out == run / "guide.pdf"
     reader, text = pdf_text(out)
     assert len(reader.pages) >= 15
@@ -149,7 +155,7 @@ def test_guide_has_every_chapter_and_the_runs_numbers(full_run):
 
 
 def test_guide_embeds_figures_fonts_and_bookmarks(full_run):
-    run, out, _, _ = full_run
+    run, out, _, _, _ = full_run
     reader = PdfReader(out)
     images = sum(len(page.images) for page in reader.pages)
     assert images >= 6  # loss, pipeline, a layer, evolution, cube, tokenization
@@ -168,9 +174,9 @@ def test_guide_embeds_figures_fonts_and_bookmarks(full_run):
 def test_listings_equal_the_live_source(full_run, key):
     """Every listing the guide prints is the source inspect.getsource gives now; one that cannot be imported yet is
     named in an "unavailable" note instead."""
-    _, out, _, _ = full_run
+    _, out, _, _, _ = full_run
     module, _, attr = EXCERPTS[key].rpartition(".")
-    text = squash(pdf_text(out)[1])
+    text = full_run[4]
     try:
         source = inspect.getsource(getattr(importlib.import_module(module), attr))
     except (ImportError, AttributeError):
@@ -196,11 +202,11 @@ def test_parameter_parts_add_up_to_the_models_own_count(variant):
     assert sum(p.count for p in parts if p.per_block) == block
 
 
-def test_partial_run_says_what_is_missing(tmp_path, shakespeare_text):
-    make_run(tmp_path, shakespeare_text, full=False)
-    for path in (tmp_path / "attention").iterdir():
-        path.unlink()
-    (tmp_path / "samples.jsonl").unlink()
+def test_partial_run_says_what_is_missing(full_run, tmp_path):
+    """Only config, metrics, summary, tokenizer and checkpoint of the full run: no attention, comparison, doctor,
+    figures or samples."""
+    for name in ("config.json", "metrics.jsonl", "summary.json", "tokenizer.json", "checkpoints"):
+        (shutil.copytree if name == "checkpoints" else shutil.copy)(full_run[0] / name, tmp_path / name)
     out = build_report(tmp_path, tmp_path / "out" / "g.pdf", bench_dir=tmp_path / "none")
     reader, text = pdf_text(out)
     for title in CHAPTER_TITLES:
