@@ -374,8 +374,14 @@ def _unknown_words(book: Book, run: RunSummary) -> None:
               "tokens; a rare word simply takes more of them.")
     if run.tokenizer is not None:
         pieces, n = _pieces(run.tokenizer, UNSEEN_WORD)
-        book.para(f"For example, a word no corpus contains, “{UNSEEN_WORD.strip()}”, becomes {n} tokens here: "
-                  f"{pieces}. Decoding them gives the word back exactly.", markup=False)
+        word = UNSEEN_WORD.strip()
+        if n == "–":
+            book.para(f"This run's tokenizer cannot even encode a word no corpus contains, “{word}”: {pieces}",
+                      markup=False)
+            return
+        exact = run.tokenizer.decode(run.tokenizer.encode(UNSEEN_WORD)) == UNSEEN_WORD
+        book.para(f"For example, a word no corpus contains, “{word}”, becomes {n} tokens here: {pieces}. Decoding "
+                  f"them gives {'the word back exactly' if exact else 'a different text'}.", markup=False)
 
 
 def chapter_tokenization(book: Book, run: RunSummary) -> None:
@@ -823,7 +829,7 @@ TROUBLES = [
      "overflow", "lower train LR 2-3×, lengthen warm-up, clip gradients at 1.0, use bfloat16 rather than float16 "
      "(the trainer rolls back and halves the LR by itself)"),
     ("Loss barely moves from the start", "learning rate far too low, or inputs and targets misaligned",
-     "run `scratchllm lr-find` and take its suggestion; targets must be the inputs shifted by one token"),
+     "run scratchllm lr-find and take its suggestion; targets must be the inputs shifted by one token"),
     ("Train loss falls while validation loss rises", "overfitting: the model memorises a corpus too small "
      "for it", "more text, dropout 0.1-0.2, a smaller model, or stop at the best validation loss"),
     ("Samples repeat one phrase", "an undertrained or small model, or greedy decoding",
