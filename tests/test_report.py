@@ -239,6 +239,8 @@ def test_cli_report_writes_pdf_and_rejects_bad_input(full_run, tmp_path, capsys)
     assert PdfReader(tmp_path / "g.pdf").pages
     assert main(["report", str(tmp_path / "missing")]) == 2
     assert "run folder not found" in capsys.readouterr().err
+    assert main(["report", str(run), "-o", str(tmp_path)]) == 2
+    assert "is a folder" in capsys.readouterr().err
 
 
 def test_odd_run_char_tokenizer_diverged_and_corrupt_files(tmp_path):

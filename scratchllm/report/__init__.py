@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime
 from pathlib import Path
 
-from scratchllm.config import atomic_write_bytes
+from scratchllm.config import InputError, atomic_write_bytes
 from scratchllm.report.collect import REPO, RunSummary, collect
 from scratchllm.report.sections import BOOK_TITLE, CHAPTER_TITLES, CHAPTERS, cover
 
@@ -25,6 +25,8 @@ def build_report(run_dir, out_pdf=None, bench_dir=None) -> Path:
     """
     from scratchllm.report.pdf import Book
 
+    if out_pdf is not None and Path(out_pdf).is_dir():
+        raise InputError(f"-o {out_pdf} is a folder; give a file name such as {Path(out_pdf) / 'guide.pdf'}")
     run = collect(run_dir, REPO / "benchmarks" / "results" if bench_dir is None else bench_dir)
     book = Book(BOOK_TITLE)
     cover(book, run, datetime.datetime.now().strftime("%Y-%m-%d %H:%M"))
