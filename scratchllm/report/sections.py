@@ -633,8 +633,8 @@ def _schedule(book: Book, run: RunSummary) -> None:
         return
     peak = max(lr for _, lr in lrs)
     warm = next(s for s, lr in lrs if lr >= 0.99 * peak)
-    book.para(f"The learning rate rose to its peak of {peak:.2e} by step {warm:,} (warm-up: large early updates "
-              f"on random weights would do harm) and ended at {lrs[-1][1]:.2e}: decaying it lets the weights "
+    book.para(f"The learning rate rose to its peak of {peak:g} by step {warm:,} (warm-up: large early updates "
+              f"on random weights would do harm) and ended at {lrs[-1][1]:g}: decaying it lets the weights "
               "settle into a minimum instead of bouncing around it.")
 
 
