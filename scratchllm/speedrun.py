@@ -20,13 +20,13 @@ import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from scratchllm.config import InputError, from_dict, load_yaml
+from scratchllm.config import InputError
 from scratchllm.data import load_corpus
 from scratchllm.model import GPT, GPTConfig
 from scratchllm.tokenizer import Tokenizer, train_bpe
+from scratchllm.train import PRESETS, RunConfig, load_config
 
 PREFIX_BYTES = 1_115_394  # the size of nanoGPT's tiny Shakespeare, the split its published numbers use
-PRESETS = Path(__file__).resolve().parent.parent / "configs"
 
 
 @dataclass
@@ -67,15 +67,26 @@ class SpeedrunConfig:
     """Optimizer and schedule."""
 
 
-def load_speedrun_preset(minutes: float) -> SpeedrunConfig:
-    """The preset tuned for the nearest budget: configs/speedrun-1min.yaml below 3 minutes, else speedrun-5min.yaml."""
-    return load_speedrun_config(PRESETS / ("speedrun-1min.yaml" if minutes < 3 else "speedrun-5min.yaml"))
+def from_run_config(run: RunConfig) -> SpeedrunConfig:
+    """The speedrun recipe in a train() config: presets are shared, so `scratchllm train --preset speedrun-5min`
+    trains the same model (with train()'s cosine schedule, and its evaluations inside the wall clock)."""
+    if run.tokenizer.type != "bpe":
+        raise InputError(f"the speedrun trains a BPE tokenizer; got tokenizer.type {run.tokenizer.type!r}")
+    t = run.train
+    train = SpeedrunTrain(batch_size=t.batch_size, lr=t.lr, min_lr_frac=t.min_lr / t.lr, warmup_steps=t.warmup_steps,
+                          weight_decay=t.weight_decay, beta2=t.beta2, grad_clip=t.grad_clip,
+                          bf16=t.dtype == "bfloat16", seed=t.seed)
+    return SpeedrunConfig(vocab_size=run.tokenizer.vocab_size, model=run.model, train=train)
 
 
 def load_speedrun_config(path: str | Path) -> SpeedrunConfig:
-    data = load_yaml(path)
-    data.get("model", {}).setdefault("vocab_size", data.get("vocab_size", SpeedrunConfig.vocab_size))
-    return from_dict(SpeedrunConfig, data)
+    """A speedrun recipe from a train() YAML file (the format of configs/*.yaml)."""
+    return from_run_config(load_config(str(path)))
+
+
+def load_speedrun_preset(minutes: float) -> SpeedrunConfig:
+    """The preset tuned for the nearest budget: configs/speedrun-1min.yaml below 3 minutes, else speedrun-5min.yaml."""
+    return load_speedrun_config(PRESETS / ("speedrun-1min.yaml" if minutes < 3 else "speedrun-5min.yaml"))
 
 
 def split_corpus(text: str, prefix_bytes: int | None = PREFIX_BYTES, val_frac: float = 0.1) -> dict[str, str]:

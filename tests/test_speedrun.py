@@ -17,6 +17,7 @@ from scratchllm.speedrun import (
     SpeedrunConfig,
     SpeedrunTrain,
     evaluate_bpb,
+    load_speedrun_config,
     load_speedrun_preset,
     lr_at,
     speedrun,
@@ -24,6 +25,7 @@ from scratchllm.speedrun import (
     token_byte_lengths,
 )
 from scratchllm.tokenizer import train_bpe
+from scratchllm.train import load_config
 
 BASELINE_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "nanogpt_baseline.py"
 
@@ -95,8 +97,19 @@ def test_few_second_speedrun_reports_and_beats_a_uniform_guess(tiny_corpus_file)
     assert report["curve"][-1]["val_bpb"] < report["curve"][0]["val_bpb"]
 
 
-def test_presets_load_and_bad_budget_is_input_error():
-    assert load_speedrun_preset(1).model.vocab_size == load_speedrun_preset(1).vocab_size
-    assert isinstance(load_speedrun_preset(5), SpeedrunConfig)
+@pytest.mark.parametrize("minutes", [1, 5])
+def test_presets_are_train_configs_that_map_onto_the_speedrun(minutes):
+    run = load_config(f"speedrun-{minutes}min")  # `scratchllm train --preset speedrun-Nmin` accepts it as is
+    recipe = load_speedrun_preset(minutes)
+    assert run.train.max_minutes == minutes and run.train.max_steps == 0
+    assert recipe.model == run.model and recipe.vocab_size == run.tokenizer.vocab_size
+    assert lr_at(recipe.train, 10**6, 1.0) == pytest.approx(run.train.min_lr)  # both end at the same floor
+
+
+def test_bad_budget_and_char_tokenizer_are_input_errors(tmp_path):
     with pytest.raises(InputError):
         speedrun(0)
+    path = tmp_path / "char.yaml"
+    path.write_text("tokenizer: {type: char}\ntrain: {max_steps: 0, max_minutes: 1}\n")
+    with pytest.raises(InputError, match="tokenizer.type"):
+        load_speedrun_config(path)
