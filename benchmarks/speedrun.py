@@ -22,7 +22,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
-def run_baseline(minutes: float, prefix_bytes: int | None) -> dict:
+def run_baseline(minutes: float, prefix_bytes: int | None, threads: int) -> dict:
+    import torch
+
+    torch.set_num_threads(threads)
     sys.path.insert(0, str(HERE))
     from nanogpt_baseline import RECIPE, train_baseline
 
@@ -40,9 +43,12 @@ def run_baseline(minutes: float, prefix_bytes: int | None) -> dict:
     return report
 
 
-def run_ours(minutes: float, prefix_bytes: int | None, preset: str | None) -> dict:
+def run_ours(minutes: float, prefix_bytes: int | None, threads: int, preset: str | None) -> dict:
+    import torch
+
     from scratchllm.speedrun import load_speedrun_config, speedrun
 
+    torch.set_num_threads(threads)
     return speedrun(minutes, load_speedrun_config(preset) if preset else None, prefix_bytes=prefix_bytes)
 
 
@@ -55,9 +61,9 @@ def in_fresh_process(fn, *args) -> dict:
     return report
 
 
-def compare(minutes: float, prefix_bytes: int | None, preset: str | None) -> dict:
-    baseline = in_fresh_process(run_baseline, minutes, prefix_bytes)
-    ours = in_fresh_process(run_ours, minutes, prefix_bytes, preset)
+def compare(minutes: float, prefix_bytes: int | None, threads: int, preset: str | None) -> dict:
+    baseline = in_fresh_process(run_baseline, minutes, prefix_bytes, threads)
+    ours = in_fresh_process(run_ours, minutes, prefix_bytes, threads, preset)
     ratios = {k: ours["bpb"][k] / baseline["bpb"][k] for k in ("val", "holdout")}
     return {"minutes": minutes, "corpus_bytes": prefix_bytes or "all", "ratio": ratios,
             "baseline": baseline, "ours": ours}
@@ -76,10 +82,13 @@ def print_row(result: dict) -> None:
     b, o = result["baseline"], result["ours"]
     print(f"{result['minutes']:>5g} min  corpus {str(result['corpus_bytes']):>9}  "
           f"baseline {b['bpb']['val']:.3f} ({b['steps']} steps)  ours {o['bpb']['val']:.3f} ({o['steps']} steps)  "
-          f"ratio {result['ratio']['val']:.3f}  holdout ratio {result['ratio']['holdout']:.3f}", flush=True)
+          f"ratio {result['ratio']['val']:.3f}  holdout ratio {result['ratio']['holdout']:.3f}  "
+          f"load {b['load_avg_1min'][0]:.1f}/{o['load_avg_1min'][1]:.1f}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
+    import torch
+
     from scratchllm.config import write_json
     from scratchllm.speedrun import PREFIX_BYTES
 
@@ -87,14 +96,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--budgets", type=float, nargs="+", default=[1.0, 5.0], help="minutes per run")
     parser.add_argument("--full-minutes", type=float, default=5.0, help="budget on the whole corpus (0 = skip)")
     parser.add_argument("--preset", default=None, help="speedrun YAML (default: configs/speedrun-*min.yaml)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads per run (default: torch's own)")
     parser.add_argument("--out", default=str(HERE / "results" / "speedrun.json"))
     args = parser.parse_args(argv)
+    threads = args.threads or torch.get_num_threads()
     runs = [(m, PREFIX_BYTES) for m in args.budgets] + ([(args.full_minutes, None)] if args.full_minutes else [])
     results = []
     for minutes, prefix in runs:
-        results.append(compare(minutes, prefix, args.preset))
+        results.append(compare(minutes, prefix, threads, args.preset))
         print_row(results[-1])
-        write_json(args.out, {"machine": machine(), "bar": 0.85, "runs": results})
+        write_json(args.out, {"machine": {**machine(), "threads": threads}, "bar": 0.85, "runs": results})
 
 
 if __name__ == "__main__":
