@@ -25,7 +25,7 @@ SAMPLE_WORDS = ("the", " the", "To be, or not to be", " Wherefore", " unsubstant
                 " 2026", " Transformer", " naïve café", " λόγος")
 UNSEEN_WORD = " Shakespearification"
 NOT_RECORDED = "not recorded"
-PIVOTED = {"model", "generate", "tokenizer", "viz"}  # benchmarks shown in their own tables
+PIVOTED = {"model", "generate", "tokenizer", "viz", "distributed", "speedrun"}  # benchmarks shown in their own tables
 
 
 # ----------------------------------------------------------------------------- formatting
@@ -136,16 +136,27 @@ def bench_table(book: Book, run: RunSummary, name: str, keep: str, caption: str,
     return True
 
 
+def dig(record: dict, dotted: str):
+    """record["a"]["b"] for "a.b", or None where the path breaks."""
+    for part in dotted.split("."):
+        record = record.get(part) if isinstance(record, dict) else None
+    return record
+
+
+def _cell(value, decimals: int) -> str:
+    return f"{value:,.0f}" if decimals == 0 and _finite(value) else fmt(value, decimals)
+
+
 def bench_pivot(book: Book, run: RunSummary, name: str, path: str, columns: list[tuple[str, str, int]],
                 caption: str, label: str = "model shape") -> bool:
     """A table of the records under `path` in benchmarks/results/`name`.json (a dict of dicts, labelled by key,
-    or a list of dicts); columns are (key, header, decimals). False if the file or the records are absent."""
+    or a list of dicts); columns are (dotted key, header, decimals). False if the file or the records are absent."""
     data = run.benchmarks.get(name) or {}
     found = data.get(path) if isinstance(data, dict) else None
     labelled = isinstance(found, dict)
     records = list(found.items()) if labelled else [("", r) for r in found or [] if isinstance(r, dict)]
-    rows = [([label] if labelled else []) + [fmt(r.get(k), d) if d or not _finite(r.get(k)) else f"{r[k]:,.0f}"
-                                             for k, _, d in columns] for label, r in records if isinstance(r, dict)]
+    rows = [([label] if labelled else []) + [_cell(dig(r, k), d) for k, _, d in columns]
+            for label, r in records if isinstance(r, dict)]
     if not rows:
         return False
     header = ([label] if labelled else []) + [h for _, h, _ in columns]
@@ -696,6 +707,18 @@ def _memory(book: Book, run: RunSummary) -> None:
                   "`make bench` produces them.")
 
 
+def _speedrun(book: Book, run: RunSummary) -> None:
+    if "speedrun" not in run.benchmarks:
+        return
+    book.section("The CPU speedrun: against nanoGPT at equal time")
+    book.para("`scratchllm speedrun --minutes M` trains the best model this machine can in M minutes and scores it "
+              "in bits per byte on held-out Shakespeare, beside nanoGPT's character-level baby GPT trained for the "
+              "same wall-clock time on the same text. A ratio below 1 means our recipe wins.")
+    bench_pivot(book, run, "speedrun", "runs", [("minutes", "minutes", 1), ("baseline.bpb.val", "nanoGPT bits/byte", 3),
+                ("ours.bpb.val", "ours bits/byte", 3), ("ratio.val", "ours / nanoGPT", 3),
+                ("ours.tokens_per_s", "our tokens/s", 0)], "Validation bits per byte after equal training time")
+
+
 def _recipe(book: Book, run: RunSummary) -> None:
     """The run's resolved settings (config.json), two per row."""
     items = [(f"{group}.{k}", visible(v) if isinstance(v, str) else f"{v:g}" if isinstance(v, float) else fmt(v))
@@ -729,6 +752,7 @@ def chapter_training(book: Book, run: RunSummary) -> None:
         _speed(book, run)
     book.section("Saving memory: accumulation, checkpointing, bfloat16")
     _memory(book, run)
+    _speedrun(book, run)
 
 
 # ----------------------------------------------------------------------------- chapter 6: scaling out
@@ -737,7 +761,7 @@ def chapter_training(book: Book, run: RunSummary) -> None:
 def _scaling_rows(run: RunSummary) -> list[list[str]]:
     rows = []
     for name, data in sorted(run.benchmarks.items()):
-        if re.search(r"dist|ddp|fsdp|scal", name, re.I):
+        if re.search(r"dist|ddp|fsdp|scal", name, re.I) and name not in PIVOTED:
             rows += [[f"{name}: {k}", fmt(v)] for k, v in flatten(data) if _finite(v)][:16]
     return rows
 
@@ -747,8 +771,18 @@ def _torchrun(args: list[str], nproc: int) -> str:
     try:
         from scratchllm.distributed import torchrun_command
     except ImportError:
-        return f"torchrun --standalone --nproc_per_node={nproc} -m scratchllm " + " ".join(args)
-    return " ".join(["python", *torchrun_command(args, nproc)[1:]])
+        return shell_lines(["torchrun", "--standalone", f"--nproc_per_node={nproc}", "-m", "scratchllm", *args])
+    return shell_lines(["python", *torchrun_command(args, nproc)[1:]])
+
+
+def shell_lines(words: list[str], width: int = 88) -> str:
+    """A command as lines of at most ~width characters joined by shell continuations (\\)."""
+    lines = [""]
+    for word in words:
+        if lines[-1] and len(lines[-1]) + len(word) + 3 > width:
+            lines.append("   ")
+        lines[-1] += (" " if lines[-1].strip() else "") + word
+    return " \\\n".join(lines)
 
 
 def chapter_scaling(book: Book, run: RunSummary) -> None:
@@ -778,7 +812,13 @@ def chapter_scaling(book: Book, run: RunSummary) -> None:
     _listing(book, run, "wrap_fsdp2", "sharding each block, then the root, with FSDP2")
     book.section("Measured scaling")
     rows = _scaling_rows(run)
-    if rows:
+    if bench_pivot(book, run, "distributed", "rows", [("mode", "mode", 0), ("nproc", "processes", 0),
+                   ("tokens_per_s", "tokens/s", 0), ("efficiency", "efficiency", 2)],
+                   "Training throughput by number of processes; efficiency = tokens/s ÷ (processes × one process)"):
+        book.para("Perfect scaling would keep the efficiency at 1.00: every added process would add a whole "
+                  "process's worth of tokens per second. The shortfall is the time spent averaging gradients "
+                  "(and, for FSDP2, gathering weights) that the computation does not hide.")
+    elif rows:
         book.table(["benchmark: measurement", "value"], rows, "Scaling measurements from benchmarks/results/.",
                    widths=[136, 30], align=["LEFT", "RIGHT"], size=7.6)
     else:
