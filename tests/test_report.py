@@ -261,3 +261,24 @@ def test_odd_run_char_tokenizer_diverged_and_corrupt_files(tmp_path):
     for expected in ("metrics.jsonl: 1 unreadable line(s) skipped", "doctor.json: unreadable", "ended as “diverged”",
                      "lower train.lr to 3e-4", "No merges", "cannot encode", f"{GPT(cfg).num_params():,}"):
         assert re.sub(r"\s+", "", expected) in text
+
+
+def test_benchmark_results_are_quoted(full_run, tmp_path):
+    """Numbers from benchmarks/results JSON files (any shape of record) land in the guide's tables."""
+    machine = {"torch": "2.13.0+cpu", "threads": 2, "cpu": "Test CPU 9000"}
+    results = {
+        "model": {"machine": machine, "shapes": {"tiny (2L)": {"sdpa_tokens_per_s": 12345.6,
+                                                              "reference_tokens_per_s": 4321.0,
+                                                              "sdpa_over_reference": 2.857,
+                                                              "grad_checkpointing_slowdown": 1.234}}},
+        "distributed": {"machine": machine, "rows": [{"mode": "ddp", "nproc": 2, "tokens_per_s": 7777.0,
+                                                      "efficiency": 0.6}]},
+        "generate": {"machine": machine, "kv_cache": [{"context": 256, "naive_tokens_per_s": 36.9,
+                                                       "kv_cache_tokens_per_s": 308.7, "speedup": 8.4}]},
+        "broken": "{not json",
+    }
+    for name, data in results.items():
+        (tmp_path / f"{name}.json").write_text(data if isinstance(data, str) else json.dumps(data))
+    text = "".join(squash(pdf_text(build_report(full_run[0], tmp_path / "g.pdf", bench_dir=tmp_path))[1]))
+    for expected in ("12,346", "4,321", "2.86", "1.23", "7,777", "0.60", "308.7", "8.4", "TestCPU9000"):
+        assert expected in text
