@@ -9,6 +9,7 @@ full state dict (so FSDP2 checkpoints load in a single process), and `launch`, w
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import socket
 import subprocess
@@ -75,8 +76,14 @@ def setup(device: str = "cpu", timeout_s: float = DEFAULT_TIMEOUT_S) -> DistCont
 
 
 def teardown() -> None:
-    """Leave the process group (safe to call when none was joined)."""
+    """Leave the process group (safe to call when none was joined); drop your wrapped models first.
+
+    Garbage-collect first: a DDP/FSDP2 model still alive at exit (hooks make reference cycles) keeps the gloo group
+    alive and the process aborts ("terminate called without an active exception"). Then all ranks leave together.
+    """
     if dist.is_available() and dist.is_initialized():
+        gc.collect()
+        dist.barrier()
         dist.destroy_process_group()
 
 
