@@ -111,3 +111,17 @@ def test_a_rank_that_dies_fails_the_run_fast(tmp_path):
     assert "dies on purpose" in proc.stderr
     assert time.monotonic() - start < 60
     assert not (tmp_path / "results.json").exists()
+
+
+@pytest.mark.slow
+def test_two_nodes_on_localhost_match_one_process(tmp_path):
+    """torchrun --nnodes 2 --node_rank 0/1 with one process each, rendezvous on 127.0.0.1 (as two machines would)."""
+    port = D.free_port()
+    cmds = [D.torchrun_command([], nproc=1, nnodes=2, node_rank=r, master_port=port)[:-2]
+            + [str(WORKER), "--out", str(tmp_path), "--modes", "ddp:2"] for r in (0, 1)]
+    procs = [subprocess.Popen(c, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for c in cmds]
+    errors = [p.communicate(timeout=180)[1] for p in procs]
+    assert all(p.returncode == 0 for p in procs), errors
+    res = json.loads((tmp_path / "results.json").read_text())
+    assert res["world_size"] == 2
+    assert res["ddp:2"] == pytest.approx(one_process(accum=4)[0], abs=1e-5)
