@@ -321,11 +321,13 @@ class Book:
         pdf.ln(1.5)
 
     def note(self, text: str, title: str = "Not in this run") -> None:
-        """A shaded box with a bold title, for what is missing from the run or worth a warning."""
+        """A shaded box with a bold title, for what is missing from the run or worth a warning; `code` spans in
+        the text are set in the monospace font."""
         pdf = self.pdf
         pdf.set_font("serif", "", 9.5)
-        lines = pdf.multi_cell(pdf.epw - 10, 4.8, text, dry_run=True, output="LINES")
-        height = 4.8 * len(lines) + 12
+        plain = text.replace("`", "")
+        lines = pdf.multi_cell(pdf.epw - 12, 1, plain, dry_run=True, output="LINES")
+        height = 9.5 * PT * 1.2 * 1.3 * len(lines) + 12
         self.need(height + 2)
         x, y = pdf.l_margin, pdf.get_y() + 1
         pdf.set_fill_color(*NOTE_BG)
@@ -337,9 +339,12 @@ class Book:
         pdf.set_text_color(*NOTE_EDGE)
         pdf.cell(0, 5, title, new_x=XPos.LEFT, new_y=YPos.NEXT)
         pdf.set_text_color(*INK)
-        pdf.set_font("serif", "", 9.5)
-        pdf.multi_cell(pdf.epw - 10, 4.8, text, align="L")
-        pdf.set_y(y + height + 3)
+        base = ("serif", "", 9.5)
+        with pdf.text_columns(text_align=Align.L, line_height=1.3, l_margin=x + 5, r_margin=pdf.r_margin + 5) as cols:
+            with cols.paragraph() as p:
+                for piece in re.split(r"(`[^`]+`)", text):
+                    self._span(p, piece, base, True)
+        pdf.set_xy(pdf.l_margin, y + height + 3)
 
     def sample(self, prompt: str, text: str) -> None:
         """A model sample: the prompt in bold, the continuation in regular type, line breaks kept, a rule after."""
