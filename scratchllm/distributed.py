@@ -62,12 +62,12 @@ def setup(device: str = "cpu", timeout_s: float = DEFAULT_TIMEOUT_S) -> DistCont
     than timeout_s (a rank died or never came) raises instead of hanging.
     """
     world, rank, local = _env_int("WORLD_SIZE", 1), _env_int("RANK", 0), _env_int("LOCAL_RANK", 0)
+    if world == 1:
+        return DistContext(device=str(device))
     cuda = str(device).startswith("cuda")
     if cuda:
         device = f"cuda:{local}"
         torch.cuda.set_device(device)
-    if world == 1:
-        return DistContext(device=str(device))
     backend = "nccl" if cuda else "gloo"
     if not dist.is_initialized():
         extra = {"device_id": torch.device(device)} if cuda else {}
@@ -90,6 +90,32 @@ def teardown() -> None:
 def rank_seed(seed: int, ctx: DistContext) -> int:
     """A seed of this rank's own (dropout, sampling): seed + rank, so rank 0 matches a single process."""
     return seed + ctx.rank
+
+
+def under_torchrun() -> bool:
+    """True inside a process that torchrun started (it sets LOCAL_RANK and WORLD_SIZE)."""
+    return "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def barrier(ctx: DistContext) -> None:
+    """Wait for every rank (after rank 0 writes a file the others read); nothing when running alone."""
+    if ctx.is_distributed:
+        dist.barrier()
+
+
+def own_share(items: list, ctx: DistContext) -> list:
+    """Items k with k % world_size == rank: micro-batches drawn in the same order on every rank, dealt out.
+    Example: 4 micro-batches, 2 ranks -> rank 0 keeps 0 and 2, rank 1 keeps 1 and 3; together, all four."""
+    return items[ctx.rank::ctx.world_size]
+
+
+def all_max(values: list[float], ctx: DistContext) -> list[float]:
+    """Element-wise max over ranks, so every rank decides alike (elapsed time, "Ctrl-C was pressed" as 0/1)."""
+    if not ctx.is_distributed:
+        return [float(v) for v in values]
+    t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=ctx.device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return t.tolist()
 
 
 def rank_rows(batch_size: int, ctx: DistContext) -> slice:

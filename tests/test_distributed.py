@@ -91,7 +91,9 @@ def test_rank_rows_partition_the_global_batch_and_one_process_needs_no_group():
     assert sorted(i for part in rows for i in part) == list(range(8))  # disjoint, complete
     with pytest.raises(InputError, match="divisible"):
         D.rank_rows(6, D.DistContext(rank=0, world_size=4))
-    assert D.all_mean(3.0, ctx) == 3.0
+    assert D.all_mean(3.0, ctx) == 3.0 and D.all_max([1.0, 0.0], ctx) == [1.0, 0.0]
+    dealt = [D.own_share(list(range(6)), D.DistContext(rank=r, world_size=3)) for r in range(3)]
+    assert sorted(sum(dealt, [])) == list(range(6)) and dealt[1] == [1, 4]
 
 
 def test_port_in_use_is_one_line_input_error():
