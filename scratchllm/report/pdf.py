@@ -346,10 +346,15 @@ class Book:
                     self._span(p, piece, base, True)
         pdf.set_xy(pdf.l_margin, y + height + 3)
 
-    def sample(self, prompt: str, text: str) -> None:
-        """A model sample: the prompt in bold, the continuation in regular type, line breaks kept, a rule after."""
+    def sample(self, prompt: str, text: str, label: str) -> None:
+        """A model sample under a small "prompt: label" line: the prompt in bold, the continuation in regular type,
+        line breaks kept, a short rule after."""
         pdf = self.pdf
-        self.need(20)
+        self.need(24)
+        pdf.set_font("sans", "I", 7.5)
+        pdf.set_text_color(*GREY)
+        pdf.cell(pdf.epw, 4.5, f"prompt: {label}", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        pdf.set_text_color(*INK)
         continuation = text[len(prompt):] if text.startswith(prompt) else text
         with pdf.text_columns(text_align=Align.L, line_height=1.3) as cols:
             with cols.paragraph(bottom_margin=2) as p:

@@ -652,8 +652,8 @@ def _schedule(book: Book, run: RunSummary) -> None:
         return
     peak = max(lr for _, lr in lrs)
     warm = next(s for s, lr in lrs if lr >= 0.99 * peak)
-    book.para(f"The learning rate rose to its peak of {peak:g} by step {warm:,} (warm-up: large early updates "
-              f"on random weights would do harm) and ended at {lrs[-1][1]:g}: decaying it lets the weights "
+    book.para(f"The learning rate rose to its peak of {peak:.3g} by step {warm:,} (warm-up: large early updates "
+              f"on random weights would do harm) and ended at {lrs[-1][1]:.3g}: decaying it lets the weights "
               "settle into a minimum instead of bouncing around it.")
 
 
@@ -837,6 +837,11 @@ def chapter_scaling(book: Book, run: RunSummary) -> None:
 # ----------------------------------------------------------------------------- chapter 7: samples
 
 
+def _sample(book: Book, sample: dict, limit: int) -> None:
+    prompt = str(sample.get("prompt", ""))
+    book.sample(clean(prompt, 300), clean(sample.get("text", ""), limit), visible(prompt)[:60])
+
+
 def chapter_samples(book: Book, run: RunSummary) -> None:
     book.chapter(CHAPTER_TITLES[6])
     book.para("The trained model writes by repeating one move: compute the probabilities of the next token, draw "
@@ -853,20 +858,21 @@ def chapter_samples(book: Book, run: RunSummary) -> None:
                 ("ours_tokens_per_s", "ours tokens/s", 1), ("hf_tokens_per_s", "HF tokens/s", 1),
                 ("ratio", "ours / HF", 2), ("same_tokens", "same tokens", 0)],
                 "Our KV-cache generation beside Hugging Face transformers' generate() on the same weights")
-    steps = sorted({s.get("step") for s in run.samples if isinstance(s.get("step"), int)})
+    samples = list({(s.get("step"), str(s.get("prompt", "")), str(s.get("text", ""))): s for s in run.samples}.values())
+    steps = sorted({s.get("step") for s in samples if isinstance(s.get("step"), int)})
     if not steps:
         book.note("samples.jsonl is missing or empty: this run wrote no samples.")
         return
-    final = [s for s in run.samples if s.get("step") == steps[-1]][:6]
+    final = [s for s in samples if s.get("step") == steps[-1]][:6]
     book.section(f"At the end of training (step {steps[-1]:,})")
     for s in final:
-        book.sample(clean(s.get("prompt", ""), 300), clean(s.get("text", "")))
+        _sample(book, s, 1400)
     if len(steps) > 1:
-        early = [s for s in run.samples if s.get("step") == steps[0]][:2]
+        early = [s for s in samples if s.get("step") == steps[0]][:2]
         book.section(f"Early in training (step {steps[0]:,})")
         book.para("For contrast, what the same model wrote before it had learned much:")
         for s in early:
-            book.sample(clean(s.get("prompt", ""), 300), clean(s.get("text", ""), 700))
+            _sample(book, s, 700)
 
 
 # ----------------------------------------------------------------------------- chapter 8: troubleshooting
