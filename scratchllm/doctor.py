@@ -48,6 +48,11 @@ class Thresholds:
     LR 10 reaches 46-65x."""
     explode_margin: float = 2.0
     """Divergence: and at least this many nats above the best loss so far (so a tiny late loss may still wobble)."""
+    sustained_ratio: float = 1.7
+    """Divergence: median of the last `sustained_window` logged losses above this multiple of the best before them.
+    Same 36 runs: LR 1e-4..1e-1 stay within 1.23x, LR 0.3 (still learning) 1.24-1.41x, LR 1 2.0-3.3x, LR 10 27-33x."""
+    sustained_window: int = 5
+    """Divergence: how many logged losses the sustained rule takes the median of."""
     grad_ratio: float = 1000.0
     """Divergence: grad norm above this multiple of the median of the previous `grad_window` grad norms. Healthy
     runs above spike to 320x and recover, LR 10 only reaches 33-310x before its loss explodes: a spike alone is
@@ -129,6 +134,20 @@ def _exploding_loss(rec: dict, best: tuple[float, int] | None, th: Thresholds) -
     return None
 
 
+def _sustained_loss(rec: dict, prev: list[dict], best: tuple[float, int] | None, th: Thresholds) -> Finding | None:
+    """`best` is the best loss before the window, so a loss that just fell does not count against itself."""
+    window = [r["loss"] for r in [*prev[-(th.sustained_window - 1):], rec] if _finite(r.get("loss"))]
+    if best is None or len(window) < th.sustained_window:
+        return None
+    low, low_step = best
+    typical = _median(window)
+    if typical > low * th.sustained_ratio and typical - low > th.explode_margin:
+        evidence = (f"median loss {typical:.3g} over the {len(window)} logged steps up to step {rec.get('step')} vs "
+                    f"best {low:.3g} at step {low_step} ({typical / low:.1f}x; threshold {th.sustained_ratio}x)")
+        return _divergence("the loss has stayed far above its best", evidence)
+    return None
+
+
 def _median(values: list[float]) -> float:
     values = sorted(values)
     mid = len(values) // 2
@@ -153,32 +172,38 @@ def _best(train: list[dict]) -> tuple[float, int] | None:
     return min(losses, key=lambda x: x[0]) if losses else None
 
 
-def _judge(rec: dict, prev: list[dict], best: tuple[float, int] | None, th: Thresholds) -> Finding | None:
-    return _nonfinite(rec) or _exploding_loss(rec, best, th) or _exploding_grad(rec, prev, th)
+def _judge(rec: dict, prev: list[dict], best: tuple[float, int] | None, best_before: tuple[float, int] | None,
+           th: Thresholds) -> Finding | None:
+    """`best`: the best loss before `rec`; `best_before`: the best before the sustained window."""
+    return (_nonfinite(rec) or _exploding_loss(rec, best, th) or _sustained_loss(rec, prev, best_before, th)
+            or _exploding_grad(rec, prev, th))
 
 
 def check_step(history: list[dict], th: Thresholds = DEFAULT) -> Finding | None:
     """Live divergence check: judge the last train record against those before it.
 
     Returns a Finding with rule "divergence" for a non-finite loss or grad norm, a loss far above its best so far
-    (`explode_ratio` times and `explode_margin` nats), or a grad norm far above its recent median (`grad_ratio`);
-    None otherwise. Example: losses [5.7, 5.2, 4.9, 31.0] -> divergence (31.0 > 3 x 4.9 and > 4.9 + 2).
+    (`explode_ratio` times and `explode_margin` nats), the median of the last few losses well above it
+    (`sustained_ratio`), or a grad norm far above its recent median (`grad_ratio`); None otherwise.
+    Example: losses [5.7, 5.2, 4.9, 31.0] -> divergence (31.0 > 3 x 4.9 and > 4.9 + 2).
     """
     train = _train(history)
     if not train:
         return None
-    return _judge(train[-1], train[:-1], _best(train[:-1]), th)
+    return _judge(train[-1], train[:-1], _best(train[:-1]), _best(train[:-th.sustained_window]), th)
 
 
 def _first_divergence(train: list[dict], th: Thresholds) -> Finding | None:
-    """Replay the live check over a whole history in one pass (running best loss)."""
-    best = None
+    """Replay the live check over a whole history in one pass (prefix minima of the loss)."""
+    best: list[tuple[float, int] | None] = [None]  # best[i]: the best loss among train[:i]
+    for rec in train:
+        loss, low = rec.get("loss"), best[-1]
+        best.append((loss, rec.get("step")) if _finite(loss) and (low is None or loss < low[0]) else low)
     for i, rec in enumerate(train):
-        finding = _judge(rec, train[max(0, i - th.grad_window):i], best, th)
+        window_start = max(0, i + 1 - th.sustained_window)
+        finding = _judge(rec, train[max(0, i - th.grad_window):i], best[i], best[window_start], th)
         if finding:
             return finding
-        if _finite(rec.get("loss")) and (best is None or rec["loss"] < best[0]):
-            best = (rec["loss"], rec.get("step"))
     return None
 
 
@@ -386,8 +411,11 @@ def rule_too_slow(metrics: list[dict], config: dict, th: Thresholds = DEFAULT) -
 
 
 def diagnose(metrics: list[dict], samples: list[dict], config: dict, th: Thresholds = DEFAULT) -> list[Finding]:
-    """Run every rule on a run's records; errors first, then warnings, then info. Pure: reads nothing."""
-    found = (rule_divergence(metrics, th) + rule_not_decreasing(metrics, th) + rule_overfitting(metrics, th)
+    """Run every rule on a run's records; errors first, then warnings, then info. Pure: reads nothing.
+    A divergence the run never recovered from hides the not-decreasing finding it causes."""
+    diverged = rule_divergence(metrics, th)
+    unrecovered = any(f.severity == "error" for f in diverged)  # then a flat or rising loss is its consequence
+    found = (diverged + ([] if unrecovered else rule_not_decreasing(metrics, th)) + rule_overfitting(metrics, th)
              + rule_repetition(samples, config, th) + rule_too_slow(metrics, config, th))
     order = {"error": 0, "warning": 1, "info": 2}
     return sorted(found, key=lambda f: order.get(f.severity, 3))

@@ -93,6 +93,23 @@ def test_check_step_fires_exactly_past_both_thresholds(values, factor):
     assert finding is not None and finding.rule == "divergence"
 
 
+def test_check_step_flags_a_loss_that_stays_high():
+    losses = [5.7, 5.2, 5.0, 10.5, 11.0, 9.8, 10.9]  # each below 3x the best, the median of the last 5 2x it
+    finding = check_step(_train(losses))
+    assert finding.rule == "divergence" and "median loss 10.5" in finding.evidence
+    assert check_step(_train(losses[:5])) is None  # no loss before a window of 5 to compare with
+    assert check_step(_train([5.7, 5.2, 5.0, 5.1, 9.0, 9.2, 5.2])) is None  # two high losses: median stays low
+    assert check_step(_train([9.0, 9.0, 9.0, 1.0, 1.0])) is None  # a loss that just fell is not judged by itself
+
+
+@given(st.lists(st.floats(0.5, 50.0), min_size=1, max_size=30))
+def test_replay_finds_the_first_step_the_live_check_would_flag(losses):
+    history = _train(losses)
+    live = next((check_step(history[: i + 1]) for i in range(len(history)) if check_step(history[: i + 1])), None)
+    replayed = rule_divergence(history)
+    assert (replayed[0] if replayed else None) == live
+
+
 def test_not_decreasing_fires_on_a_flat_loss_and_blames_a_tiny_lr():
     flat = _train([5.70 - 1e-5 * i for i in range(40)], lr=1e-7)
     (finding,) = rule_not_decreasing(flat)
@@ -203,6 +220,11 @@ def test_diagnose_reports_a_run_stopped_after_its_rollbacks():
     found = rule_divergence(metrics)
     assert [f.severity for f in found] == ["warning", "error"]
     assert "3 rollback" in found[1].symptom and "loss 90" in found[1].evidence
+
+
+def test_diagnose_names_the_divergence_not_its_flat_loss():
+    found = diagnose(_train([5.7] * 20 + [float("nan")]), [], {})
+    assert [f.rule for f in found] == ["divergence"]
 
 
 def test_diagnose_run_writes_doctor_json(tmp_path):
