@@ -21,5 +21,5 @@ def register(sub) -> None:
 def run_report(args) -> int:
     from scratchllm.report import build_report
 
-    print(build_report(args.run_dir, args.out, args.bench_dir))
+    print(build_report(args.run_dir, args.out, args.bench_dir, progress=True))
     return 0

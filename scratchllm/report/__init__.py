@@ -8,6 +8,7 @@ Training code never calls this; quickstart and `scratchllm report` do.
 from __future__ import annotations
 
 import datetime
+import sys
 from pathlib import Path
 
 from scratchllm.config import InputError, atomic_write_bytes
@@ -17,12 +18,15 @@ from scratchllm.report.sections import BOOK_TITLE, CHAPTER_TITLES, CHAPTERS, cov
 __all__ = ["CHAPTER_TITLES", "RunSummary", "build_report", "collect"]
 
 
-def build_report(run_dir, out_pdf=None, bench_dir=None) -> Path:
+def build_report(run_dir, out_pdf=None, bench_dir=None, progress: bool = False) -> Path:
     """Write the guide for the run in `run_dir` to `out_pdf` (default RUN/guide.pdf), atomically; returns its path.
 
     `bench_dir` holds benchmark JSON (default: the repository's benchmarks/results, if there). A run folder that
     lacks parts (attention records, comparison, doctor, figures) still gives a PDF that says what is missing.
+    `progress` shows a bar (stderr) over the chapters.
     """
+    from tqdm import tqdm
+
     from scratchllm.report.pdf import Book
 
     if out_pdf is not None and Path(out_pdf).is_dir():
@@ -30,7 +34,7 @@ def build_report(run_dir, out_pdf=None, bench_dir=None) -> Path:
     run = collect(run_dir, REPO / "benchmarks" / "results" if bench_dir is None else bench_dir)
     book = Book(BOOK_TITLE)
     cover(book, run, datetime.datetime.now().strftime("%Y-%m-%d %H:%M"))
-    for chapter in CHAPTERS:
+    for chapter in tqdm(CHAPTERS, desc="guide", unit="chapter", disable=not progress, file=sys.stderr, leave=False):
         chapter(book, run)
     out = Path(out_pdf) if out_pdf is not None else run.run_dir / "guide.pdf"
     atomic_write_bytes(out, book.output())
