@@ -729,7 +729,8 @@ def _speedrun(book: Book, run: RunSummary) -> None:
 
 def _recipe(book: Book, run: RunSummary) -> None:
     """The run's resolved settings (config.json), two per row."""
-    items = [(f"{group}.{k}", visible(v) if isinstance(v, str) else f"{v:g}" if isinstance(v, float) else fmt(v))
+    items = [(f"{group}.{k}", visible(v) if isinstance(v, str) else f"{v:g}" if isinstance(v, float) else
+              str(v) if isinstance(v, int) and not isinstance(v, bool) else fmt(v))
              for group in ("data", "tokenizer", "train") for k, v in (run.config.get(group) or {}).items()
              if not isinstance(v, (dict, list))]
     if not items:
