@@ -62,10 +62,23 @@ def _records(run: Path) -> list[dict]:
 # ---------------------------------------------------------------- loss curves
 
 
-def _plot_rollbacks(ax, metrics: list[dict]) -> None:
+def split_rolled_back(train: list[dict]) -> tuple[list[dict], list[dict]]:
+    """(kept, discarded) train records: a record is discarded when a later one has the same or an earlier step,
+    i.e. a rollback re-did its step. Example: steps [1, 2, 3, 2, 3, 4] -> kept [1, 2, 3, 4], discarded [2, 3]."""
+    kept, discarded, low = [], [], math.inf
+    for rec in reversed(train):
+        (kept if rec["step"] < low else discarded).append(rec)
+        low = min(low, rec["step"])
+    return kept[::-1], discarded[::-1]
+
+
+def _plot_rollbacks(ax, metrics: list[dict], discarded: list[dict]) -> None:
     steps = [r.get("step") for r in metrics if r.get("kind") == "event" and r.get("event") == "rollback"]
     for i, step in enumerate(steps):
         ax.axvline(step, color="crimson", ls=":", lw=1.2, label="rollback (diverged)" if i == 0 else None)
+    if discarded:
+        ax.plot([r["step"] for r in discarded], [r["loss"] for r in discarded], "x", color="crimson", ms=4,
+                alpha=0.6, label="loss rolled back")
 
 
 def _clip_spikes(ax, losses: list[float]) -> None:
@@ -73,8 +86,20 @@ def _clip_spikes(ax, losses: list[float]) -> None:
     top = 1.3 * losses[0]
     if max(losses) > top:
         ax.set_ylim(min(losses) * 0.95, top)
-        ax.text(0.99, 0.98, f"spikes up to {max(losses):.3g} clipped", transform=ax.transAxes, ha="right",
-                va="top", fontsize=8, color="crimson")
+        ax.text(0.01, 0.02, f"losses up to {max(losses):.3g} are above the chart", transform=ax.transAxes,
+                fontsize=8, color="crimson")
+
+
+def _plot_lr(ax, kept: list[dict]) -> None:
+    lr = [(r["step"], r["lr"]) for r in kept if _finite(r.get("lr"))]
+    handles = ax.get_legend_handles_labels()[0]
+    if lr:
+        ax2 = ax.twinx()
+        ax2.plot(*zip(*lr, strict=True), color="gray", lw=1, label="learning rate")
+        ax2.set_ylabel("learning rate")
+        ax2.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
+        handles += ax2.get_legend_handles_labels()[0]
+    ax.legend(handles=handles, loc="upper right", fontsize=8, framealpha=0.8)
 
 
 def plot_loss(run: Path, out: Path) -> list[Path]:
@@ -84,27 +109,20 @@ def plot_loss(run: Path, out: Path) -> list[Path]:
     evals = [r for r in metrics if r.get("kind") == "eval" and _finite(r.get("val_loss"))]
     if not train:
         raise Skip("no finite train losses in metrics.jsonl")
+    kept, discarded = split_rolled_back(train)
     fig = Figure(figsize=(8, 4.5))
     ax = fig.add_subplot()
-    ax.plot([r["step"] for r in train], [r["loss"] for r in train], lw=1, alpha=0.7, label="train loss (batch)")
+    ax.plot([r["step"] for r in kept], [r["loss"] for r in kept], lw=1, alpha=0.7, label="train loss (batch)")
     if evals:
-        steps = [r["step"] for r in evals]
-        ax.plot(steps, [r["val_loss"] for r in evals], "o-", label="val loss")
-        ax.plot(steps, [r.get("train_loss") for r in evals], "s--", ms=4, label="train loss (eval)")
-    _plot_rollbacks(ax, metrics)
+        kept_evals = split_rolled_back(evals)[0]
+        steps = [r["step"] for r in kept_evals]
+        ax.plot(steps, [r["val_loss"] for r in kept_evals], "o-", label="val loss")
+        ax.plot(steps, [r.get("train_loss") for r in kept_evals], "s--", ms=4, label="train loss (eval)")
+    _plot_rollbacks(ax, metrics, discarded)
     _clip_spikes(ax, [r["loss"] for r in train])
     ax.set(xlabel="training step", ylabel="cross-entropy loss (nats per token)",
            title="Loss curves and learning-rate schedule")
-    lr = [(r["step"], r["lr"]) for r in train if _finite(r.get("lr"))]
-    if lr:
-        ax2 = ax.twinx()
-        ax2.plot(*zip(*lr, strict=True), color="gray", lw=1, label="learning rate")
-        ax2.set_ylabel("learning rate")
-        ax2.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
-        handles = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
-        ax.legend(handles=handles, loc="upper right", fontsize=8)
-    else:
-        ax.legend(loc="upper right", fontsize=8)
+    _plot_lr(ax, kept)
     return _save(fig, out, "loss")
 
 

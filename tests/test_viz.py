@@ -16,7 +16,7 @@ from PIL import Image
 
 from scratchllm.config import InputError
 from scratchllm.tokenizer import train_bpe
-from scratchllm.viz import attention_pipeline, pca_2d, render_all, segmentations
+from scratchllm.viz import attention_pipeline, pca_2d, render_all, segmentations, split_rolled_back
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -64,6 +64,17 @@ def test_segmentations_join_back_to_the_sentence(sentence):
     if sentence.isascii():  # beyond ASCII, a byte-level piece may cut a character in two (shown as U+FFFD)
         assert "".join(rows[1][1]) == sentence
     assert len(rows[0][1]) == len(sentence) and len(rows[1][1]) == len(bpe.encode(sentence))
+
+
+@given(st.lists(st.integers(0, 30), max_size=40))
+def test_split_rolled_back_keeps_the_last_try_of_each_step(steps):
+    records = [{"step": s, "i": i} for i, s in enumerate(steps)]
+    kept, discarded = split_rolled_back(records)
+    assert sorted(r["i"] for r in kept + discarded) == list(range(len(steps)))
+    assert all(a["step"] < b["step"] for a, b in zip(kept, kept[1:], strict=False))  # one per step, in order
+    for rec in discarded:  # a later record re-did this step (or an earlier one)
+        assert any(r["i"] > rec["i"] and r["step"] <= rec["step"] for r in records)
+    assert [r["step"] for r in split_rolled_back([{"step": s} for s in (1, 2, 3, 2, 3, 4)])[0]] == [1, 2, 3, 4]
 
 
 def _write_metrics(run, steps=40):
