@@ -93,3 +93,21 @@ def test_range_test_on_a_tiny_gpt_falls_then_rises_and_suggests_a_good_lr(ids, t
 def test_find_lr_refuses_a_corpus_shorter_than_the_context():
     with pytest.raises(InputError, match="too small"):
         find_lr(TINY, torch.arange(10), batch_size=2, steps=5, progress=False)
+
+
+def test_lr_find_cli_on_a_tiny_config(tmp_path, tiny_corpus_file, capsys):
+    pytest.importorskip("scratchllm.train", reason="the trainer (RunConfig) is not in this checkout yet")
+    from scratchllm.cli import main
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(f"model: {{n_layer: 2, n_head: 2, n_embd: 32, block_size: 32}}\n"
+                      f"data: {{corpus: {tiny_corpus_file}}}\ntokenizer: {{type: bpe, vocab_size: 300}}\n"
+                      "train: {batch_size: 8, max_steps: 10, max_minutes: 0, device: cpu}\n")
+    out = tmp_path / "lrf"
+    assert main(["lr-find", "--config", str(config), "--out", str(out), "--steps", "40", "--lr-max", "100"]) == 0
+    printed = capsys.readouterr().out
+    suggested = float(printed.split("suggested LR: ")[1].split()[0])
+    assert suggested == pytest.approx(json.loads((out / "lr_find.json").read_text())["suggested"], rel=1e-2)
+    assert (out / "lr_find.png").is_file() and (out / "lr_find.svg").is_file()
+    assert main(["lr-find", "--config", str(config), "--steps", "2"]) == 2
+    assert "at least 5 steps" in capsys.readouterr().err
