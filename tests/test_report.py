@@ -207,11 +207,14 @@ def test_partial_run_says_what_is_missing(full_run, tmp_path):
     figures or samples."""
     for name in ("config.json", "metrics.jsonl", "summary.json", "tokenizer.json", "checkpoints"):
         (shutil.copytree if name == "checkpoints" else shutil.copy)(full_run[0] / name, tmp_path / name)
+    (tmp_path / "attention").mkdir()
+    (tmp_path / "attention" / "step_000005.npz").write_bytes(b"not a zip")
     out = build_report(tmp_path, tmp_path / "out" / "g.pdf", bench_dir=tmp_path / "none")
     reader, text = pdf_text(out)
     for title in CHAPTER_TITLES:
         assert title in text
-    for missing in ("tokenizer_comparison.json", "doctor.json", "attention/step_*.npz", "samples.jsonl", "figures/"):
+    for missing in ("tokenizer_comparison.json", "doctor.json", "attention/step_*.npz", "samples.jsonl", "figures/",
+                    "step_000005.npz: unreadable"):
         assert missing in text
     assert sum(len(page.images) for page in reader.pages) == 0
     assert not list((tmp_path / "out").glob(".*"))  # no temp file left behind

@@ -13,6 +13,7 @@ import inspect
 import json
 import math
 import re
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -226,26 +227,39 @@ def _load_npz(path: Path) -> dict[str, np.ndarray]:
         return {k: np.asarray(data[k]) for k in ("att", "q", "k", "v") if k in data}
 
 
+def _record_files(run: Path) -> list[tuple[int, Path]]:
+    """attention/step_*.npz as (step, path), in step order."""
+    found = []
+    for path in (run / "attention").glob("step_*.npz"):
+        step = path.stem.removeprefix("step_")
+        if step.isdigit():
+            found.append((int(step), path))
+    return sorted(found)
+
+
 def read_attention(run: Path, missing: list[str]) -> Attention | None:
-    """The attention records of a run, or None with a note."""
-    files = sorted((run / "attention").glob("step_*.npz"))
+    """The attention records of a run (first and last kept whole, statistics of every one), or None with a note."""
+    files = _record_files(run)
     if not files:
         missing.append("attention/step_*.npz: no attention records (train.py writes them at each eval)")
         return None
-    records = []
-    for path in files:
+    steps, stats, first, last = [], [], None, None
+    for step, path in files:
         try:
-            records.append((int(path.stem.split("_")[1]), _load_npz(path)))
-        except (OSError, ValueError, KeyError) as e:
+            record = _load_npz(path)
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
             missing.append(f"attention/{path.name}: unreadable ({type(e).__name__})")
-    records = [(s, r) for s, r in records if "att" in r]
-    if not records:
+            continue
+        if "att" in record:
+            first, last = first or record, record
+            steps.append(step)
+            stats.append(dict(step=step, **attention_stats(record["att"])))
+    if first is None:
         return None
     probe = _read_json(run / "attention" / "probe.json", missing, "no probe text") or {}
-    T = records[0][1]["att"].shape[-1]
+    T = first["att"].shape[-1]
     tokens = [str(t) for t in probe.get("tokens", [])][:T] or [f"#{i}" for i in range(T)]
-    return Attention(tokens, [s for s, _ in records], records[0][1], records[-1][1],
-                     [dict(step=s, **attention_stats(r["att"])) for s, r in records])
+    return Attention(tokens, steps, first, last, stats)
 
 
 def _read_tokenizer(run: RunSummary) -> None:
