@@ -1,6 +1,7 @@
 """The doctor on tiny REAL trainings through `train()` (2 layers, 32 wide, BPE 300, a few dozen steps of 8 x 32
 tokens on 20 KB of Shakespeare): LR 10 diverges, is rolled back live (events in metrics.jsonl) and is diagnosed as
-divergence; LR 1e-7 is diagnosed as not decreasing; a healthy LR gives no warning and no error."""
+divergence; LR 1e-7 is diagnosed as not decreasing; a healthy LR gives no warning and no error; a time budget too
+short for the planned steps is too slow; 300 steps over 3 KB overfit."""
 
 from __future__ import annotations
 
@@ -78,3 +79,34 @@ def test_healthy_run_triggers_no_warning_or_error(corpus, tmp_path):
     findings = diagnose_run(tmp_path)
     assert _rules(findings) == set(), [f.evidence for f in findings]
     assert summary.get("rollbacks", 0) == 0
+
+
+def test_a_run_cut_short_by_its_time_budget_is_too_slow(corpus, tmp_path):
+    cfg = RunConfig(
+        model=GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=32),
+        data=DataConfig(corpus=str(corpus)),
+        tokenizer=TokenizerConfig(type="bpe", vocab_size=300),
+        train=TrainConfig(max_steps=100_000, max_minutes=0.01, batch_size=8, warmup_steps=5, eval_every=1000,
+                          eval_batches=1, log_every=5, checkpoint_every=1000, sample_tokens=16, device="cpu",
+                          dtype="float32"),
+    )
+    summary = train(cfg, tmp_path, progress=False)
+    assert summary["steps"] < 100_000
+    (slow,) = [f for f in diagnose_run(tmp_path) if f.rule == "too_slow"]
+    assert slow.severity == "warning" and "100000 steps need" in slow.evidence and "bf16" in slow.fix
+
+
+def test_many_passes_over_3_kb_overfit(tmp_path, shakespeare_text):
+    corpus = tmp_path / "small.txt"
+    corpus.write_text(shakespeare_text[:3_000], encoding="utf-8")
+    cfg = RunConfig(
+        model=GPTConfig(n_layer=2, n_head=2, n_embd=64, block_size=32),
+        data=DataConfig(corpus=str(corpus)),
+        tokenizer=TokenizerConfig(type="bpe", vocab_size=300),
+        train=TrainConfig(max_steps=300, max_minutes=0, batch_size=8, lr=3e-3, min_lr=3e-4, warmup_steps=10,
+                          eval_every=50, eval_batches=4, log_every=10, checkpoint_every=100, sample_tokens=32,
+                          device="cpu", dtype="float32"),
+    )
+    train(cfg, tmp_path / "run", progress=False)
+    (overfit,) = [f for f in diagnose_run(tmp_path / "run") if f.rule == "overfitting"]
+    assert overfit.severity == "warning" and "dropout" in overfit.fix
