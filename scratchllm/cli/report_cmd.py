@@ -1,4 +1,7 @@
-"""`scratchllm report RUN_DIR [-o guide.pdf]`: the PDF guide of one run, a thin call of `build_report`."""
+"""`scratchllm report RUN_DIR [-o guide.pdf]`: the PDF guide of one run, a thin call of `build_report`.
+
+A missing or non-run folder, or -o naming a folder, is an InputError (one line, exit 2); the PDF is written atomically.
+"""
 
 from __future__ import annotations
 
