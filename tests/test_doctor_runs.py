@@ -6,6 +6,7 @@ short for the planned steps is too slow; 300 steps over 3 KB overfit."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -74,11 +75,33 @@ def test_lr_1e_7_is_diagnosed_as_not_decreasing(corpus, tmp_path):
     assert "divergence" not in _rules(findings)
 
 
-def test_healthy_run_triggers_no_warning_or_error(corpus, tmp_path):
-    summary = _run(corpus, tmp_path, lr=3e-3)
-    findings = diagnose_run(tmp_path)
+@pytest.fixture(scope="module")
+def healthy(corpus, tmp_path_factory):
+    run = tmp_path_factory.mktemp("healthy")
+    return run, _run(corpus, run, lr=3e-3)
+
+
+def test_healthy_run_triggers_no_warning_or_error(healthy):
+    run, summary = healthy
+    findings = diagnose_run(run)
     assert _rules(findings) == set(), [f.evidence for f in findings]
     assert summary.get("rollbacks", 0) == 0
+
+
+def test_greedy_samples_of_the_tiny_model_loop(healthy, tmp_path):
+    """The trainer samples at temperature 0.8, where a tiny model babbles without looping; greedy decoding of the
+    same checkpoint falls into the loops the repetition rule names."""
+    from scratchllm.checkpoint import load_model
+    from scratchllm.generate import generate_text
+
+    run, _ = healthy
+    shutil.copytree(run, tmp_path / "run")
+    model, tok, _ = load_model(run / "checkpoints" / "latest")
+    texts = [generate_text(model, tok, prompt, 150, temperature=0) for prompt in ("\n", "ROMEO:")]
+    with open(tmp_path / "run" / "samples.jsonl", "a", encoding="utf-8") as f:
+        f.writelines(json.dumps({"step": 10**6, "prompt": "", "text": text}) + "\n" for text in texts)
+    (loops,) = [f for f in diagnose_run(tmp_path / "run") if f.rule == "repetition"]
+    assert "n_embd 32 -> 384" in loops.fix
 
 
 def test_a_run_cut_short_by_its_time_budget_is_too_slow(corpus, tmp_path):
