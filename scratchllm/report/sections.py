@@ -695,8 +695,7 @@ def _memory_rows(run: RunSummary) -> list[list[str]]:
 def _memory(book: Book, run: RunSummary) -> None:
     book.bullets([
         "**Gradient accumulation** runs several small micro-batches and adds their gradients before one optimiser "
-        "step: the same update as one big batch, with the activation memory of a small one. A test proves the "
-        "two equal.",
+        "step: the same update as one big batch, with the activation memory of a small one.",
         "**Activation checkpointing** keeps only each block's input during the forward pass and recomputes the "
         "rest during the backward pass: memory for activations drops to about one block's worth, for roughly "
         "one extra forward pass of compute.",
