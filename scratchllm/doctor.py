@@ -86,6 +86,9 @@ class Thresholds:
     grows it to 3.8."""
     overfit_growth: float = 0.1
     """Overfitting: ...and grown by at least this much since its smallest value."""
+    step_goal_ratio: float = 50.0
+    """Too slow: a step goal needing more than this multiple of the time budget is a placeholder, not a goal (the
+    quickstart sets max_steps 1,000,000 and lets the clock end the run); between 1.05x and this, it warns."""
     slow_mfu: float = 0.05
     """Too slow: model FLOPs utilisation below this (nanoGPT's CPU baby GPT reaches ~0.4 of fp32 peak)."""
 
@@ -365,12 +368,10 @@ def rule_overfitting(metrics: list[dict], th: Thresholds = DEFAULT) -> list[Find
 
 
 def _goal(config: dict) -> tuple[int | None, float | None]:
-    """(planned steps, time budget in seconds) from the resolved config, where it sets them."""
+    """(planned steps, time budget in seconds) from the resolved config's train.max_steps / train.max_minutes."""
     train = config.get("train", {})
-    steps = train.get("max_steps") or train.get("steps")
-    minutes = train.get("max_minutes") or train.get("minutes")
-    budget = train.get("time_budget_s") or (minutes * 60 if minutes else None)
-    return steps, budget
+    minutes = train.get("max_minutes")
+    return train.get("max_steps") or None, minutes * 60 if minutes else None
 
 
 _SPEED_FIX = ("use bf16 autocast (fast on GPUs and on CPUs with AMX; on small CPU models it can be slower), "
@@ -386,16 +387,16 @@ def _eta(last: dict, planned: int) -> float | None:
 
 
 def rule_too_slow(metrics: list[dict], config: dict, th: Thresholds = DEFAULT) -> list[Finding]:
-    """Fires when the planned steps cannot fit the time budget at the measured speed (warning), or when the model
-    FLOPs utilisation is far below what this hardware reaches (info)."""
+    """Fires when the planned steps cannot fit the time budget at the measured speed (warning: elapsed + ETA over
+    the budget), or when the model FLOPs utilisation is far below what this hardware reaches (info)."""
     train = [r for r in _train(metrics) if _finite(r.get("elapsed_s"))]
     if len(train) < 2:
         return []
     last, (planned, budget) = train[-1], _goal(config)
     speed = f"{last.get('tokens_per_s', float('nan')):,.0f} tokens/s at step {last.get('step')}"
     eta = _eta(last, planned) if planned else None
-    if eta is not None and budget and last["elapsed_s"] + eta > budget * 1.05:
-        total = last["elapsed_s"] + eta
+    total = last["elapsed_s"] + eta if eta is not None else None
+    if total is not None and budget and budget * 1.05 < total < budget * th.step_goal_ratio:
         return [Finding(
             rule="too_slow", severity="warning", symptom="training is too slow to reach its planned steps in time",
             evidence=f"{speed}; {planned} steps need ~{total / 60:.1f} min, the budget is {budget / 60:.1f} min",

@@ -190,9 +190,16 @@ def test_overfitting_quiet_when_val_tracks_train():
 
 def test_too_slow_fires_when_the_steps_do_not_fit_the_budget():
     metrics = _train(_healthy(20), dt=10.0)  # 10 s/step
-    (finding,) = rule_too_slow(metrics, {"train": {"max_steps": 1000, "time_budget_s": 600}})
+    (finding,) = rule_too_slow(metrics, {"train": {"max_steps": 1000, "max_minutes": 10}})
     assert finding.severity == "warning" and "bf16" in finding.fix and "DistributedDataParallel" in finding.fix
-    assert rule_too_slow(metrics, {"train": {"max_steps": 50, "time_budget_s": 600}}) == []
+    assert "1000 steps need ~175.4 min, the budget is 10.0 min" in finding.evidence  # 200 s for 19 steps
+    assert rule_too_slow(metrics, {"train": {"max_steps": 50, "max_minutes": 10}}) == []
+
+
+def test_too_slow_ignores_a_placeholder_step_goal():
+    """The quickstart sets max_steps 1,000,000 and lets its time budget end the run."""
+    metrics = _train(_healthy(20), dt=0.1, mfu=0.3)
+    assert rule_too_slow(metrics, {"train": {"max_steps": 1_000_000, "max_minutes": 8}}) == []
 
 
 def test_too_slow_reports_low_utilisation_as_info():
