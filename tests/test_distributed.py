@@ -127,3 +127,16 @@ def test_two_nodes_on_localhost_match_one_process(tmp_path):
     res = json.loads((tmp_path / "results.json").read_text())
     assert res["world_size"] == 2
     assert res["ddp:2"] == pytest.approx(one_process(accum=4)[0], abs=1e-5)
+
+
+def test_launch_flags_are_stripped_for_the_ranks():
+    import argparse
+    p = argparse.ArgumentParser()
+    p.add_argument("--preset")
+    D.add_launch_arguments(p)
+    argv = ["--preset", "tiny", "--nproc", "2", "--master-port=29555", "--nnodes", "1"]
+    args = p.parse_args(argv)
+    assert (args.nproc, args.master_port, D.wants_launch(args)) == (2, 29555, True)
+    rest = D.without_launch_flags(["train", *argv])
+    assert rest == ["train", "--preset", "tiny"]
+    assert p.parse_args(rest[1:]).nproc == 1  # a rank started with them runs train itself
