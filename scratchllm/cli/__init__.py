@@ -25,7 +25,15 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from scratchllm.cli import inspect_cmd, model_cmd, report_cmd, speedrun_cmd, tokenizer_cmd, train_cmd
+    from scratchllm.cli import (
+        inspect_cmd,
+        model_cmd,
+        quickstart_cmd,
+        report_cmd,
+        speedrun_cmd,
+        tokenizer_cmd,
+        train_cmd,
+    )
 
     parser = _Parser(
         prog="scratchllm",
@@ -34,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for module in (train_cmd, tokenizer_cmd, model_cmd, inspect_cmd, report_cmd, speedrun_cmd):
+    for module in (quickstart_cmd, train_cmd, tokenizer_cmd, model_cmd, inspect_cmd, report_cmd, speedrun_cmd):
         module.register(sub)
     return parser
 

@@ -1,0 +1,77 @@
+"""The main job behind `make demo`: corpus -> tokenizer -> model -> samples -> figures -> diagnosis -> PDF guide.
+
+This module only orchestrates: every step is a public function of a lower layer (train, viz, doctor, report),
+so a reader can follow the pipeline here in one screen. Training never calls the later steps; they read the
+run folder it leaves behind.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from scratchllm.data import load_corpus
+from scratchllm.doctor import diagnose_run
+from scratchllm.report import build_report
+from scratchllm.tokenizer.compare import compare_tokenizers, write_comparison
+from scratchllm.train import RunConfig, load_preset, train
+from scratchllm.viz import render_all
+
+DEFAULT_PRESET = "speedrun-5min"
+# Seconds kept back from the budget for what follows training: comparison, figures, diagnosis, PDF.
+AFTER_TRAINING_S = 75.0
+# The tokenizer comparison trains five tokenizers; a 1 MB sample keeps it to seconds on any corpus.
+COMPARISON_BYTES = 1_000_000
+
+
+def _say(message: str) -> None:
+    print(f"[quickstart] {message}", file=sys.stderr, flush=True)
+
+
+def quickstart_config(corpus: str = "shakespeare", minutes: float = 8.0, preset: str = DEFAULT_PRESET) -> RunConfig:
+    """The preset's recipe, pointed at `corpus`, with training fitted to `minutes` of wall clock in all."""
+    cfg = load_preset(preset)
+    cfg.data.corpus = corpus
+    cfg.train.max_minutes = max(0.1, minutes - AFTER_TRAINING_S / 60)
+    cfg.train.max_steps = 1_000_000  # the wall-clock budget ends the run
+    return cfg
+
+
+def _compare(text: str, vocab_size: int, run_dir: Path) -> None:
+    sample = text[:COMPARISON_BYTES]
+    write_comparison(compare_tokenizers(sample, vocab_size, progress=True), run_dir)
+
+
+def _final_samples(run_dir: Path) -> list[dict]:
+    path = run_dir / "samples.jsonl"
+    if not path.exists():
+        return []
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    last = max((r["step"] for r in rows), default=None)
+    return [r for r in rows if r["step"] == last]
+
+
+def quickstart(corpus: str = "shakespeare", minutes: float = 8.0, out_dir: str | Path = "runs/quickstart",
+               preset: str = DEFAULT_PRESET) -> Path:
+    """Run the whole pipeline into `out_dir` and return the path of the PDF guide."""
+    started = time.monotonic()
+    run_dir = Path(out_dir)
+    text = load_corpus(corpus).text  # a missing corpus fails here, before anything is written
+    cfg = quickstart_config(corpus, minutes, preset)
+    _say(f"training {preset} on {corpus} for up to {cfg.train.max_minutes:.1f} min -> {run_dir}")
+    summary = train(cfg, run_dir)
+    _say(f"val {summary['final_val_bpb']:.3f} bits/byte after {summary['steps']} steps")
+    _say("comparing tokenizers on a sample of the corpus")
+    _compare(text, cfg.tokenizer.vocab_size, run_dir)
+    notes: list[str] = []
+    figures = render_all(run_dir, notes)
+    _say(f"{len(figures)} figure files in {run_dir / 'figures'}" + "".join(f"\n  skipped: {n}" for n in notes))
+    findings = diagnose_run(run_dir)
+    _say(f"doctor: {len(findings)} finding(s)" + "".join(f"\n  {f.severity}: {f.symptom}" for f in findings))
+    pdf = build_report(run_dir)
+    for sample in _final_samples(run_dir):
+        print(f"--- sample (prompt {sample['prompt']!r}) ---\n{sample['prompt']}{sample['text']}\n")
+    _say(f"guide written to {pdf} ({time.monotonic() - started:.0f} s in all)")
+    return pdf
