@@ -2,7 +2,8 @@
 
 Trace a run by reading, in order: data.py (text) -> tokenizer/ (tokens) -> model.py (logits, loss)
 -> train.py (optimizer, checkpoints) -> generate.py (samples) -> viz.py, doctor.py -> report/ (PDF).
-Names are re-exported lazily so `import scratchllm` (and `scratchllm --help`) stays fast.
+Names are re-exported lazily so `import scratchllm` (and `scratchllm --help`) stays fast. Functions named like
+their module (`train`, `generate`, `quickstart`, `speedrun`) are imported from it: `from scratchllm.train import train`.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ _EXPORTS = {
     "import_hf": "scratchllm.convert",
     "diagnose_run": "scratchllm.doctor",
     "render_all": "scratchllm.viz",
+    "build_report": "scratchllm.report",
+    "RunConfig": "scratchllm.train",
+    "load_preset": "scratchllm.train",
 }
 
 

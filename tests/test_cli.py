@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from scratchllm.cli import build_parser, main
+
+CLI_DOC = Path(__file__).resolve().parents[2] / "shared" / "CLI.md"
 
 
 def _registered() -> set[str]:
@@ -21,6 +26,20 @@ def _registered() -> set[str]:
     return paths
 
 
+def _documented() -> set[str]:
+    block = CLI_DOC.read_text().split("```")[1]
+    found = set()
+    for line in block.splitlines():
+        found.update(re.findall(r"^scratchllm ([a-z][a-z-]*(?: [a-z][a-z-]*)?)", line))
+    return found
+
+
+@pytest.mark.skipif(not CLI_DOC.exists(), reason="../shared/CLI.md not beside the checkout")
+def test_every_documented_command_is_registered():
+    missing = _documented() - _registered()
+    assert not missing, f"commands in CLI.md but not in the CLI: {sorted(missing)}"
+
+
 @pytest.mark.parametrize("command", sorted(_registered()))
 def test_every_subcommand_answers_help(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -34,3 +53,10 @@ def test_unknown_command_is_one_line_and_exit_2(capsys):
         main(["no-such-command"])
     assert exit_info.value.code == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_quickstart_with_a_missing_corpus_fails_before_writing(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["quickstart", "--corpus", str(tmp_path / "nope.txt"), "--out", str(out)]) == 2
+    assert "not found" in capsys.readouterr().err
+    assert not out.exists()

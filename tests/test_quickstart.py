@@ -1,0 +1,23 @@
+"""The main job end to end on a tiny corpus: every artefact the run folder promises is there and readable."""
+
+from __future__ import annotations
+
+import json
+
+from pypdf import PdfReader
+
+from scratchllm.quickstart import quickstart
+
+
+def test_quickstart_leaves_a_complete_run_folder(tiny_corpus_file, tmp_path):
+    run = tmp_path / "run"
+    pdf = quickstart(corpus=str(tiny_corpus_file), minutes=1.35, out_dir=run, preset="tiny")
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["steps"] > 0 and summary["final_val_bpb"] > 0
+    for name in ("config.json", "tokenizer.json", "metrics.jsonl", "samples.jsonl", "doctor.json",
+                 "tokenizer_comparison.json", "tokenizer_comparison.md", "checkpoints/latest/model.safetensors"):
+        assert (run / name).is_file(), name
+    assert list((run / "attention").glob("step_*.npz"))
+    assert list((run / "figures").glob("*.png")) and list((run / "figures").glob("*.svg"))
+    text = "".join(page.extract_text() for page in PdfReader(pdf).pages)
+    assert f"{summary['final_val_bpb']:.3f}" in text
