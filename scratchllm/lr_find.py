@@ -17,7 +17,9 @@ import torch
 from tqdm import tqdm
 
 from scratchllm.config import InputError, atomic_write_bytes, write_json
+from scratchllm.data import load_corpus, split_corpus
 from scratchllm.model import GPT, GPTConfig
+from scratchllm.train import RunConfig, make_tokenizer, resolve, resolve_device, validate
 
 
 @dataclass
@@ -118,13 +120,10 @@ def find_lr(model_config: GPTConfig, ids: torch.Tensor, batch_size: int, steps: 
         return range_test(model, optimizer, batches, lr_schedule(lr_min, lr_max, steps), progress=bar.update)
 
 
-def lr_find_run(cfg, out_dir, steps: int = 100, lr_min: float = 1e-7, lr_max: float = 10.0,
+def lr_find_run(cfg: RunConfig, out_dir, steps: int = 100, lr_min: float = 1e-7, lr_max: float = 10.0,
                 progress: bool = True) -> tuple[LRFindResult, list[Path]]:
     """The range test for a training config (RunConfig): same corpus split, tokenizer, model, batch size and
     AdamW settings as `scratchllm train` would use; writes lr_find.{png,svg,json} into out_dir."""
-    from scratchllm.data import load_corpus, split_corpus
-    from scratchllm.train import make_tokenizer, resolve, resolve_device, validate
-
     validate(cfg)
     if steps < 5 or not 0 < lr_min < lr_max:
         raise InputError(f"lr-find needs at least 5 steps and 0 < lr_min < lr_max; got {steps}, {lr_min}, {lr_max}")

@@ -13,9 +13,7 @@ import torch
 
 from scratchllm.doctor import diagnose_run, read_jsonl
 from scratchllm.model import GPTConfig
-
-pytest.importorskip("scratchllm.train", reason="the trainer is not in this checkout yet")
-from scratchllm.train import DataConfig, RunConfig, TokenizerConfig, TrainConfig, train  # noqa: E402
+from scratchllm.train import DataConfig, RunConfig, TokenizerConfig, TrainConfig, train
 
 
 @pytest.fixture(autouse=True, scope="module")
