@@ -1,7 +1,7 @@
 # Two commands matter: `make demo` and `make test`. Everything else sets up or measures.
 PY      := .venv/bin/python
 STAMP   := .venv/.installed
-MINUTES ?= 8
+MINUTES ?= 7
 
 .PHONY: setup demo test test-slow bench lint clean
 
