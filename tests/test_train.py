@@ -4,14 +4,18 @@ interrupted and resumed run equals an uninterrupted one bit for bit, and the sch
 from __future__ import annotations
 
 import json
+import math
+from pathlib import Path
 
 import pytest
 import torch
 
+from scratchllm.cli import main
 from scratchllm.config import InputError
-from scratchllm.data import BatchStream
+from scratchllm.data import BatchStream, Corpus, load_split, prepare
 from scratchllm.model import GPT, GPTConfig
-from scratchllm.train import TrainConfig, accumulate_grads, autocast, load_config, lr_at, train
+from scratchllm.tokenizer import train_bpe
+from scratchllm.train import PRESETS, TrainConfig, accumulate_grads, autocast, evaluate, load_config, lr_at, train
 
 
 def _cfg(corpus, *extra):
@@ -85,3 +89,70 @@ def test_resume_with_a_different_config_names_the_keys(tmp_path, tiny_corpus_fil
     train(_cfg(tiny_corpus_file, "train.max_steps=2"), tmp_path, progress=False)
     with pytest.raises(InputError, match=r"train\.lr.*train\.max_steps|train\.max_steps.*train\.lr"):
         train(_cfg(tiny_corpus_file, "train.max_steps=4", "train.lr=0.5"), tmp_path, resume=True, progress=False)
+
+
+def test_trainer_eval_of_a_uniform_model_meets_the_identity(tmp_path, tiny_text):
+    tok = train_bpe(tiny_text, 300, progress=False)
+    meta = prepare(Corpus("t", [tiny_text]), tok, tmp_path, progress=False)
+    model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=16, n_layer=1, n_head=1, n_embd=8))
+    torch.nn.init.zeros_(model.transformer.wte.weight)  # tied head: every logit 0, a uniform guess
+    data = {s: load_split(tmp_path, s) for s in ("train", "val")}
+    t = TrainConfig(batch_size=2, eval_batches=2)
+    record = evaluate(model, data, meta, t, 16, lambda: torch.autocast("cpu", enabled=False), "cpu", 0)
+    cut = int(len(tiny_text) * 0.9)
+    val_tokens, val_bytes = len(tok.encode(tiny_text[cut:])), len(tiny_text[cut:].encode())
+    assert record["val_bpb"] == pytest.approx(math.log2(tok.vocab_size) * val_tokens / val_bytes, rel=1e-5)
+
+
+def test_divergence_rolls_back_halves_the_lr_then_stops_with_advice(tmp_path, tiny_corpus_file):
+    cfg = _cfg(tiny_corpus_file, "train.lr=30", "train.warmup_steps=1", "train.grad_clip=0")
+    result = train(cfg, tmp_path, progress=False)
+    records = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    events = [r for r in records if r["kind"] == "event"]
+    assert [e["event"] for e in events] == ["rollback"] * 3 + ["stop"]
+    first_lrs = [r["lr"] for r in records if r["kind"] == "train" and r["step"] == 1]
+    assert first_lrs == [30 * 0.5**i for i in range(4)]
+    assert result["status"] == "diverged" and "lower the LR" in result["advice"]
+
+
+@pytest.mark.parametrize("path", sorted(PRESETS.glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_config_file_validates(path):
+    cfg = load_config(str(path))
+    assert cfg.train.max_steps > 0 or cfg.train.max_minutes > 0
+
+
+def test_cli_train_tiny_end_to_end(tmp_path, tiny_corpus_file, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--preset", "tiny", "--set", f"data.corpus={tiny_corpus_file}", "--max-steps", "3",
+                 "--out", str(out), "--quiet"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps"] == 3 and math.isfinite(summary["final_val_bpb"])
+    for name in ("config.json", "tokenizer.json", "samples.jsonl", "attention/probe.json",
+                 "attention/step_000000.npz", "attention/step_000003.npz", "checkpoints/latest/trainer_state.json"):
+        assert (out / name).is_file(), name
+
+
+@pytest.mark.parametrize("argv", [
+    ["--set", "data.corpus=/no/such/corpus.txt"],
+    ["--set", "train.no_such_key=1"],
+    ["--preset", "no-such-preset"],
+    ["--set", "train.max_steps=0", "--set", "train.max_minutes=0"],
+    ["--dtype", "float16", "--device", "cpu"],
+])
+def test_bad_input_exits_2_with_one_line(tmp_path, argv, capsys):
+    argv = (["--preset", "tiny"] if "--preset" not in argv else []) + argv
+    assert main(["train", *argv, "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_unwritable_run_folder_fails_before_training(tmp_path, tiny_corpus_file):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(InputError, match="not writable"):
+        train(_cfg(tiny_corpus_file), blocker / "run", progress=False)
+
+
+def test_cli_prepare_char(tmp_path, tiny_corpus_file, capsys):
+    assert main(["prepare", "--corpus", str(tiny_corpus_file), "--tokenizer", "char", "--out", str(tmp_path)]) == 0
+    assert Path(tmp_path / "train.bin").stat().st_size > 0 and (tmp_path / "tokenizer.json").is_file()
