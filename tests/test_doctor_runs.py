@@ -1,7 +1,7 @@
-"""The doctor on tiny REAL trainings through `train()` (2 layers, 32 wide, BPE 300, a few dozen steps of 8 x 32
-tokens on 20 KB of Shakespeare): LR 10 diverges, is rolled back live (events in metrics.jsonl) and is diagnosed as
-divergence; LR 1e-7 is diagnosed as not decreasing; a healthy LR gives no warning and no error; a time budget too
-short for the planned steps is too slow; 300 steps over 3 KB overfit."""
+"""The doctor on tiny REAL trainings through `train()` (the `tiny` preset: 2 layers, 64 wide, BPE 300, a few
+dozen steps of 8 x 32 tokens on 20 KB of Shakespeare): LR 10 diverges, is rolled back live (events in
+metrics.jsonl) and is diagnosed as divergence; LR 1e-7 is diagnosed as not decreasing; a healthy LR gives no warning
+and no error; a time budget too short for the planned steps is too slow; 300 steps over 3 KB overfit."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import shutil
 import pytest
 import torch
 
+from scratchllm.config import apply_overrides
 from scratchllm.doctor import diagnose_run, read_jsonl
-from scratchllm.model import GPTConfig
-from scratchllm.train import DataConfig, RunConfig, TokenizerConfig, TrainConfig, train
+from scratchllm.train import load_preset, train
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -32,15 +32,15 @@ def corpus(tmp_path_factory, shakespeare_text):
     return path
 
 
+def _tiny(corpus, *overrides: str):
+    """The `tiny` preset (2 layers, 64 wide, BPE 300, batch 8 x 32 tokens) on `corpus`, with overrides."""
+    return apply_overrides(load_preset("tiny"), [f"data.corpus={corpus}", "train.device=cpu", *overrides])
+
+
 def _run(corpus, out, lr: float, steps: int = 40, warmup: int = 5) -> dict:
-    cfg = RunConfig(
-        model=GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=32),
-        data=DataConfig(corpus=str(corpus)),
-        tokenizer=TokenizerConfig(type="bpe", vocab_size=300),
-        train=TrainConfig(max_steps=steps, max_minutes=0, batch_size=8, lr=lr, min_lr=lr / 10, warmup_steps=warmup,
-                          eval_every=20, eval_batches=2, log_every=1, checkpoint_every=5, sample_tokens=64,
-                          record_attention_every=20, device="cpu", dtype="float32"),
-    )
+    cfg = _tiny(corpus, f"train.lr={lr}", f"train.min_lr={lr / 10}", f"train.warmup_steps={warmup}",
+                f"train.max_steps={steps}", "train.max_minutes=0", "train.eval_every=20", "train.sample_tokens=64",
+                "train.record_attention_every=20")  # checkpoints every 10 steps, as the preset says
     return train(cfg, out, progress=False)
 
 
@@ -99,18 +99,12 @@ def test_greedy_samples_of_the_tiny_model_loop(healthy, tmp_path):
     with open(tmp_path / "run" / "samples.jsonl", "a", encoding="utf-8") as f:
         f.writelines(json.dumps({"step": 10**6, "prompt": "", "text": text}) + "\n" for text in texts)
     (loops,) = [f for f in diagnose_run(tmp_path / "run") if f.rule == "repetition"]
-    assert "n_embd 32 -> 384" in loops.fix
+    assert "n_embd 64 -> 384" in loops.fix
 
 
 def test_a_run_cut_short_by_its_time_budget_is_too_slow(corpus, tmp_path):
-    cfg = RunConfig(
-        model=GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=32),
-        data=DataConfig(corpus=str(corpus)),
-        tokenizer=TokenizerConfig(type="bpe", vocab_size=300),
-        train=TrainConfig(max_steps=2000, max_minutes=0.02, batch_size=8, warmup_steps=5, eval_every=5000,
-                          eval_batches=1, log_every=5, checkpoint_every=5000, sample_tokens=16, device="cpu",
-                          dtype="float32"),
-    )
+    cfg = _tiny(corpus, "train.max_steps=2000", "train.max_minutes=0.02", "train.eval_every=5000",
+                "train.eval_batches=1", "train.log_every=5", "train.checkpoint_every=5000", "train.sample_tokens=16")
     summary = train(cfg, tmp_path, progress=False)
     assert summary["steps"] < 2000  # 1.2 s is not enough for 2000 steps (~2 ms each on an idle core)
     (slow,) = [f for f in diagnose_run(tmp_path) if f.rule == "too_slow"]
@@ -120,14 +114,8 @@ def test_a_run_cut_short_by_its_time_budget_is_too_slow(corpus, tmp_path):
 def test_many_passes_over_3_kb_overfit(tmp_path, shakespeare_text):
     corpus = tmp_path / "small.txt"
     corpus.write_text(shakespeare_text[:3_000], encoding="utf-8")
-    cfg = RunConfig(
-        model=GPTConfig(n_layer=2, n_head=2, n_embd=64, block_size=32),
-        data=DataConfig(corpus=str(corpus)),
-        tokenizer=TokenizerConfig(type="bpe", vocab_size=300),
-        train=TrainConfig(max_steps=300, max_minutes=0, batch_size=8, lr=3e-3, min_lr=3e-4, warmup_steps=10,
-                          eval_every=50, eval_batches=4, log_every=10, checkpoint_every=100, sample_tokens=32,
-                          device="cpu", dtype="float32"),
-    )
+    cfg = _tiny(corpus, "train.max_steps=300", "train.max_minutes=0", "train.warmup_steps=10", "train.eval_every=50",
+                "train.eval_batches=4", "train.log_every=10", "train.checkpoint_every=100", "train.sample_tokens=32")
     train(cfg, tmp_path / "run", progress=False)
     (overfit,) = [f for f in diagnose_run(tmp_path / "run") if f.rule == "overfitting"]
     assert overfit.severity == "warning" and "dropout" in overfit.fix
