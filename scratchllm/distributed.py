@@ -219,42 +219,9 @@ def load_full_state_dict(model: nn.Module, state: dict[str, torch.Tensor]) -> No
     set_model_state_dict(model, state, options=options)
 
 
-LAUNCH_FLAGS = ("--nproc", "--nnodes", "--node-rank", "--master-addr", "--master-port")
-
-
-def add_launch_arguments(parser) -> None:
-    """The flags with which `scratchllm train` starts torchrun for the user (argparse)."""
-    g = parser.add_argument_group("data parallel (starts torchrun; gloo on CPU, nccl on CUDA)")
-    g.add_argument("--nproc", type=int, default=1, help="processes on this machine (GPUs, or CPU workers)")
-    g.add_argument("--nnodes", type=int, default=1, help="machines taking part")
-    g.add_argument("--node-rank", type=int, default=0, help="this machine's index, 0 hosts the rendezvous")
-    g.add_argument("--master-addr", default="127.0.0.1", help="address of the machine with node-rank 0")
-    g.add_argument("--master-port", type=int, default=DEFAULT_PORT, help="rendezvous port on that machine")
-
-
-def without_launch_flags(argv: list[str]) -> list[str]:
-    """argv minus the launch flags and their values, for the processes torchrun starts.
-    Example: ["train", "--nproc", "2", "--preset=tiny", "--master-port=1"] -> ["train", "--preset=tiny"]."""
-    out, skip = [], False
-    for arg in argv:
-        if skip:
-            skip = False
-        elif arg in LAUNCH_FLAGS:
-            skip = True
-        elif not arg.startswith(tuple(f + "=" for f in LAUNCH_FLAGS)):
-            out.append(arg)
-    return out
-
-
 def wants_launch(args) -> bool:
     """True when the user asked for several processes and this process is not already one of them."""
     return (args.nproc > 1 or args.nnodes > 1) and not under_torchrun()
-
-
-def launch_from_args(args, argv: list[str]) -> int:
-    """Start torchrun for `scratchllm <argv>` as the launch flags in args say; its exit code."""
-    return launch(without_launch_flags(argv), args.nproc, args.nnodes, args.node_rank, args.master_addr,
-                  args.master_port)
 
 
 def check_port_free(port: int, host: str = "127.0.0.1") -> None:

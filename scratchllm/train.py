@@ -28,7 +28,7 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 from tqdm import tqdm
 
-from scratchllm import metrics
+from scratchllm import distributed, metrics
 from scratchllm.checkpoint import CheckpointError, load_model, save_model
 from scratchllm.config import InputError, apply_overrides, atomic_write_bytes, from_dict, load_yaml, to_dict, write_json
 from scratchllm.data import BatchStream, load_corpus, load_split, prepare, split_corpus
@@ -268,11 +268,12 @@ def accumulate_grads(model: torch.nn.Module, micro_batches: list, ctx_factory, s
     """Forward + backward over each (x, y) micro-batch, each loss divided by their count, so the summed gradients
     equal one batch of them all. Returns the mean loss. (Distributed training syncs gradients on the last one.)"""
     total = 0.0
-    for x, y in micro_batches:
-        with ctx_factory():
-            _, loss = model(x, y)
-        loss = loss / len(micro_batches)
-        scaler.scale(loss).backward()
+    for i, (x, y) in enumerate(micro_batches):
+        with distributed.maybe_no_sync(model, is_last_micro=i == len(micro_batches) - 1):
+            with ctx_factory():
+                _, loss = model(x, y)
+            loss = loss / len(micro_batches)
+            scaler.scale(loss).backward()
         total += loss.detach()
     return float(total)
 
@@ -485,10 +486,11 @@ def check_resume_config(run_dir: Path, cfg: RunConfig) -> None:
         raise InputError(f"cannot resume {run_dir} with a different config; keys that differ: {', '.join(differ)}")
 
 
-def batch_streams(data: dict, cfg: RunConfig, device: torch.device, rank: int = 0) -> dict[str, BatchStream]:
-    """The training batch stream of this rank (its own seed, so ranks draw different windows)."""
+def batch_streams(data: dict, cfg: RunConfig, device: torch.device) -> dict[str, BatchStream]:
+    """The training batch stream; under torchrun every rank draws the same one and keeps its share (run_step),
+    so N ranks x grad_accum micro-batches see exactly what one process sees with N x grad_accum."""
     t, T = cfg.train, cfg.model.block_size
-    return {"train": BatchStream(data["train"], t.batch_size, T, seed=t.seed + 1 + rank, device=device)}
+    return {"train": BatchStream(data["train"], t.batch_size, T, seed=t.seed + 1, device=device)}
 
 
 @dataclass
@@ -514,6 +516,8 @@ class Session:
                                                   "rollbacks": 0, "best_val_bpb": None, "last_val_bpb": None,
                                                   "last_eval_step": None, "train_s": 0.0})
     history: list = field(default_factory=list)
+    ctx: distributed.DistContext = field(default_factory=distributed.DistContext)
+    """This process's place under torchrun (rank 0 of 1 when alone)."""
 
     def autocast(self):
         return autocast(self.device, self.dtype)
@@ -531,23 +535,31 @@ def setup(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool) -> Sessio
     """Check inputs, build tokenizer, data, model and optimizer; restore a checkpoint when resuming."""
     validate(cfg)
     check_writable(run_dir)
-    device = resolve_device(cfg.train.device)
+    ctx = distributed.setup(str(resolve_device(cfg.train.device)))  # cuda -> cuda:LOCAL_RANK under torchrun
+    device = torch.device(ctx.device)
+    progress = progress and ctx.is_main
     dtype = resolve_dtype(cfg.train.dtype, device)
     corpus = load_corpus(cfg.data.corpus)
     tokenizer = _load_run_tokenizer(run_dir, cfg, split_corpus(corpus, cfg.data.val_fraction), resume, progress)
     cfg = resolve(cfg, tokenizer)
     if resume:
         check_resume_config(run_dir, cfg)
+    if not ctx.is_main:
+        distributed.barrier(ctx)  # rank 0 encodes the corpus once; the others then find it cached
     meta = prepare(corpus, tokenizer, run_dir / "data", cfg.data.val_fraction, cfg.model.block_size, progress)
+    if ctx.is_main:
+        distributed.barrier(ctx)
     data = {name: load_split(run_dir / "data", name) for name in ("train", "val")}
     model = build_model(cfg, device)
     optimizer = make_optimizer(model, cfg.train, device)
-    writer = RunWriter(run_dir, fresh=not resume)
-    session = Session(cfg, run_dir, device, dtype, tokenizer, meta, data, model, wrap_model(model, cfg), optimizer,
+    writer = RunWriter(run_dir, enabled=ctx.is_main, fresh=not resume)
+    step_model = wrap_model(distributed.wrap_ddp(model, ctx), cfg)  # DDP averages gradients over ranks
+    session = Session(cfg, run_dir, device, dtype, tokenizer, meta, data, model, step_model, optimizer,
                       torch.amp.GradScaler(device.type, enabled=dtype == torch.float16),
                       batch_streams(data, cfg, device), writer, probe_ids(tokenizer, cfg.train.probe_text,
                                                                           cfg.model.block_size),
-                      metrics.matmul_peak_flops(dtype if dtype != torch.float32 else torch.float32, device))
+                      metrics.matmul_peak_flops(dtype if dtype != torch.float32 else torch.float32, device),
+                      ctx=ctx)
     if resume:
         session.state.update(load_checkpoint(run_dir, model, optimizer, session.streams, device))
     return session
@@ -565,6 +577,8 @@ def write_run_files(s: Session) -> None:
 
 def sample(s: Session, step: int) -> None:
     """Continue the sample prompt (or, when the tokenizer cannot encode it, the first training token) to samples."""
+    if not s.ctx.is_main:
+        return
     t = s.cfg.train
     prompt = t.sample_prompt
     try:
@@ -588,16 +602,19 @@ def run_eval(s: Session) -> dict:
 def checkpoint(s: Session) -> None:
     if s.writer.enabled:
         save_checkpoint(s.run_dir, s.model, s.tokenizer, s.optimizer, s.streams, s.state)
+    distributed.barrier(s.ctx)
 
 
 def run_step(s: Session) -> dict:
     """One optimizer step on the next micro-batches; returns the train record (throughput filled in by log_step)."""
     t, st = s.cfg.train, s.state
     lr = lr_at(t, st["step"], st["elapsed_s"]) * st["lr_scale"]
-    micro = [s.streams["train"].next() for _ in range(t.grad_accum)]
+    world = s.ctx.world_size
+    micro = distributed.own_share([s.streams["train"].next() for _ in range(t.grad_accum * world)], s.ctx)
     loss, norm = train_step(s.step_model, s.optimizer, micro, t, lr, s.autocast, s.scaler)
+    loss = distributed.all_mean(loss, s.ctx)
     st["step"] += 1
-    st["tokens"] += t.batch_size * t.grad_accum * s.cfg.model.block_size
+    st["tokens"] += t.batch_size * t.grad_accum * world * s.cfg.model.block_size
     return {"kind": "train", "step": st["step"], "loss": loss, "lr": lr, "grad_norm": norm}
 
 
@@ -685,7 +702,8 @@ def loop(s: Session, progress: bool, on_step=None) -> None:
             tick = time.perf_counter()
             record = run_step(s)
             st["train_s"] += time.perf_counter() - tick
-            st["elapsed_s"] = base + time.perf_counter() - start
+            st["elapsed_s"], hit = distributed.all_max([base + time.perf_counter() - start, flag["hit"]], s.ctx)
+            flag["hit"] = bool(hit)
             step = st["step"]
             if step % t.log_every == 0 or step == 1 or not math.isfinite(record["loss"]) or finished(s):
                 log_step(s, record, window)
@@ -734,10 +752,23 @@ def finish(s: Session) -> dict:
 def train(cfg: RunConfig, out_dir, resume: bool = False, progress: bool = True, on_step=None) -> dict:
     """Train a model as `cfg` says into the run folder `out_dir`; returns the summary (also summary.json).
 
+    Under torchrun every rank calls this (data parallel: rank 0 writes the run folder) and leaves the process
+    group at the end. resume, Ctrl-C and on_step as in _train below.
+    """
+    try:
+        return _train(cfg, out_dir, resume, progress, on_step)
+    finally:
+        distributed.teardown()
+
+
+def _train(cfg: RunConfig, out_dir, resume: bool = False, progress: bool = True, on_step=None) -> dict:
+    """Train a model as `cfg` says into the run folder `out_dir`; returns the summary (also summary.json).
+
     resume=True continues from out_dir/checkpoints/latest exactly (same config required). Ctrl-C saves a checkpoint
     and re-raises KeyboardInterrupt. `on_step(session)` is called after every step (tests use it to interrupt).
     """
     s = setup(cfg, Path(out_dir), resume, progress)
+    progress = progress and s.ctx.is_main
     if resume:
         s.writer.event(s.state["step"], "resume", f"resumed at step {s.state['step']}")
     else:

@@ -75,6 +75,32 @@ def load_into_fsdp(ctx: D.DistContext, path: Path) -> float:
     return fixed_batch_loss(model)
 
 
+def tiny_run_config(corpus: Path, accum: int, steps: int = 6):
+    """A char-level run small enough for a test: 2-row micro-batches, eval and checkpoint every 3 steps."""
+    from scratchllm.train import load_config
+    return load_config(None, [f"data.corpus={corpus}", "tokenizer.type=char", "model.n_layer=2", "model.n_head=2",
+                              "model.n_embd=32", "model.block_size=16", f"train.max_steps={steps}",
+                              "train.max_minutes=0", "train.batch_size=2", f"train.grad_accum={accum}",
+                              "train.warmup_steps=2", "train.lr=1e-2", "train.eval_every=3", "train.eval_batches=2",
+                              "train.log_every=1", "train.checkpoint_every=3", "train.sample_tokens=4",
+                              "train.device=cpu", "train.dtype=float32", "train.seed=3"])
+
+
+def train_run(a) -> int:
+    """torchrun this with --train CORPUS: scratchllm's own train() on every rank; --stop-at K interrupts at step K."""
+    from scratchllm.train import train
+
+    def stop(session):
+        if session.state["step"] == a.stop_at:
+            raise KeyboardInterrupt
+
+    try:
+        train(tiny_run_config(a.train, a.accum), a.out, resume=a.resume, progress=False, on_step=stop)
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--out", type=Path, required=True)
@@ -83,7 +109,13 @@ def main(argv: list[str]) -> int:
     p.add_argument("--load", type=Path, help="single-process weights to load into FSDP2")
     p.add_argument("--die-rank", type=int, default=-1, help="this rank exits with an error at once")
     p.add_argument("--timeout", type=float, default=60.0)
+    p.add_argument("--train", type=Path, help="run scratchllm's train() on this corpus file instead")
+    p.add_argument("--accum", type=int, default=1)
+    p.add_argument("--stop-at", type=int, default=-1)
+    p.add_argument("--resume", action="store_true")
     a = p.parse_args(argv)
+    if a.train is not None:
+        return train_run(a)
     ctx = D.setup("cpu", timeout_s=a.timeout)
     if ctx.rank == a.die_rank:
         raise SystemExit(f"rank {ctx.rank} dies on purpose")

@@ -129,14 +129,36 @@ def test_two_nodes_on_localhost_match_one_process(tmp_path):
     assert res["ddp:2"] == pytest.approx(one_process(accum=4)[0], abs=1e-5)
 
 
-def test_launch_flags_are_stripped_for_the_ranks():
-    import argparse
-    p = argparse.ArgumentParser()
-    p.add_argument("--preset")
-    D.add_launch_arguments(p)
-    argv = ["--preset", "tiny", "--nproc", "2", "--master-port=29555", "--nnodes", "1"]
-    args = p.parse_args(argv)
+
+def test_train_nproc_relaunches_the_same_command_without_it():
+    from scratchllm.cli import build_parser
+    from scratchllm.cli.train_cmd import rank_argv
+    args = build_parser().parse_args(["train", "--preset", "tiny", "--nproc", "2", "--max-steps", "3",
+                                      "--set", "train.lr=3e-4", "--out", "runs/x", "--master-port=29555"])
     assert (args.nproc, args.master_port, D.wants_launch(args)) == (2, 29555, True)
-    rest = D.without_launch_flags(["train", *argv])
-    assert rest == ["train", "--preset", "tiny"]
-    assert p.parse_args(rest[1:]).nproc == 1  # a rank started with them runs train itself
+    again = build_parser().parse_args(rank_argv(args))
+    assert (again.nproc, again.preset, again.out, D.wants_launch(again)) == (1, "tiny", "runs/x", False)
+    assert set(again.overrides) == {"train.lr=3e-4", "train.max_steps=3"}
+
+
+def records(run_dir: Path, kind: str) -> list[dict]:
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r["kind"] == kind]
+
+
+def test_ddp_train_interrupted_and_resumed_matches_one_process(tmp_path, tiny_corpus_file):
+    """scratchllm's train() on 2 ranks x 2 micro-batches, Ctrl-C at step 3, --resume to 6 == 1 process x 4."""
+    from scratchllm.train import train
+    run = tmp_path / "ddp"
+    for extra in (["--stop-at", "3"], ["--resume"]):
+        proc = torchrun(run, "--train", str(tiny_corpus_file), "--accum", "2", *extra)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    alone = train(W.tiny_run_config(tiny_corpus_file, accum=4), tmp_path / "alone", progress=False)
+    ddp, ref = records(run, "train"), records(tmp_path / "alone", "train")
+    assert [r["step"] for r in ddp] == [1, 2, 3, 4, 5, 6]  # rank 0 alone writes, each step once
+    assert [r["loss"] for r in ddp] == pytest.approx([r["loss"] for r in ref], abs=1e-5)
+    assert [r["grad_norm"] for r in ddp] == pytest.approx([r["grad_norm"] for r in ref], abs=1e-4)
+    assert [e["event"] for e in records(run, "event")] == ["interrupt", "resume"]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["steps"] == 6 and summary["tokens"] == alone["tokens"]
+    assert summary["final_val_bpb"] == pytest.approx(alone["final_val_bpb"], abs=1e-5)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 
@@ -34,7 +35,18 @@ def register(sub) -> None:
     t.add_argument("--compile", action="store_true", help="shortcut for --set train.compile=true")
     t.add_argument("--grad-checkpointing", action="store_true", help="per-block activation checkpointing")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_launch_arguments(t)
     t.set_defaults(func=run_train)
+
+
+def add_launch_arguments(parser) -> None:
+    """Data-parallel flags: with --nproc > 1 (or --nnodes > 1) `train` starts torchrun, which runs it N times."""
+    g = parser.add_argument_group("data parallel (starts torchrun; gloo on CPU, nccl on CUDA)")
+    g.add_argument("--nproc", type=int, default=1, help="processes on this machine: GPUs, or CPU workers")
+    g.add_argument("--nnodes", type=int, default=1, help="machines taking part (default 1)")
+    g.add_argument("--node-rank", type=int, default=0, help="this machine's index; 0 hosts the rendezvous")
+    g.add_argument("--master-addr", default="127.0.0.1", help="address of the machine with node rank 0")
+    g.add_argument("--master-port", type=int, default=29500, help="rendezvous port there (default 29500)")
 
 
 def run_prepare(args) -> int:
@@ -57,11 +69,25 @@ def _overrides(args) -> list[str]:
     return list(args.overrides) + [f"{k}={v}" for k, v in flags.items() if v is not None]
 
 
+def rank_argv(args) -> list[str]:
+    """What each process torchrun starts runs: this same `train`, the shortcuts folded into --set, no --nproc."""
+    argv = ["train", "--out", args.out, *(f"--set={kv}" for kv in _overrides(args))]
+    for flag, value in (("--preset", args.preset), ("--config", args.config)):
+        argv += [flag, value] if value else []
+    return argv + ["--resume"] * args.resume + ["--quiet"] * args.quiet
+
+
 def run_train(args) -> int:
+    from scratchllm import distributed
     from scratchllm.train import load_config, train
 
+    if distributed.wants_launch(args):  # --nproc N: torchrun starts N copies of this command without it
+        return distributed.launch(rank_argv(args), args.nproc, args.nnodes, args.node_rank, args.master_addr,
+                                  args.master_port)
     cfg = load_config(args.preset or args.config, _overrides(args))
     result = train(cfg, args.out, resume=args.resume, progress=not args.quiet)
+    if os.environ.get("RANK", "0") != "0":
+        return 0  # under torchrun rank 0 reports
     if result["status"] == "diverged":
         sys.stderr.write(f"scratchllm train: training diverged; {result['advice']}\n")
         return 1
