@@ -162,3 +162,36 @@ def test_ddp_train_interrupted_and_resumed_matches_one_process(tmp_path, tiny_co
     summary = json.loads((run / "summary.json").read_text())
     assert summary["steps"] == 6 and summary["tokens"] == alone["tokens"]
     assert summary["final_val_bpb"] == pytest.approx(alone["final_val_bpb"], abs=1e-5)
+
+
+def tiny_yaml(tmp_path: Path, corpus: Path) -> Path:
+    import yaml
+
+    from scratchllm.config import to_dict
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(to_dict(W.tiny_run_config(corpus, accum=1, steps=3))))
+    return path
+
+
+def test_cli_train_nproc_with_port_in_use_exits_2_with_one_line(tmp_path, tiny_corpus_file, capsys):
+    from scratchllm.cli import main
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        code = main(["train", "--config", str(tiny_yaml(tmp_path, tiny_corpus_file)), "--nproc", "2",
+                     "--master-port", str(s.getsockname()[1]), "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and "in use" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+@pytest.mark.slow
+def test_cli_train_nproc_2_runs_torchrun_and_rank_0_writes(tmp_path, tiny_corpus_file):
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "scratchllm", "train", "--config", str(tiny_yaml(tmp_path, tiny_corpus_file)),
+           "--nproc", "2", "--master-port", str(D.free_port()), "--out", str(run), "--quiet"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert [r["step"] for r in records(run, "train")] == [1, 2, 3]
+    assert json.loads((run / "summary.json").read_text())["tokens"] == 3 * 2 * 2 * 16  # steps x ranks x B x T
+    assert proc.stdout.count("3 steps") == 1  # one report line, from rank 0
