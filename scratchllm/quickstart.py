@@ -35,7 +35,7 @@ def quickstart_config(corpus: str = "shakespeare", minutes: float = 8.0, preset:
     cfg = load_preset(preset)
     cfg.data.corpus = corpus
     cfg.train.max_minutes = max(0.1, minutes - AFTER_TRAINING_S / 60)
-    cfg.train.max_steps = 1_000_000  # the wall-clock budget ends the run
+    cfg.train.max_steps = 0  # no step limit: the wall-clock budget ends the run
     return cfg
 
 
