@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import socket
 import subprocess
@@ -40,6 +41,7 @@ def two_ranks(tmp_path_factory):
     return out, json.loads((out / "results.json").read_text()), W.fixed_batch_loss(alone)
 
 
+@functools.cache
 def one_process(accum: int) -> tuple[list[float], dict]:
     return W.run(D.DistContext(), "plain", accum, steps=3)
 
@@ -146,6 +148,7 @@ def records(run_dir: Path, kind: str) -> list[dict]:
     return [r for r in map(json.loads, lines) if r["kind"] == kind]
 
 
+@pytest.mark.slow
 def test_ddp_train_interrupted_and_resumed_matches_one_process(tmp_path, tiny_corpus_file):
     """scratchllm's train() on 2 ranks x 2 micro-batches, Ctrl-C at step 3, --resume to 6 == 1 process x 4."""
     from scratchllm.train import train
