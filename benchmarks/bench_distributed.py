@@ -107,7 +107,11 @@ def main() -> None:
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps({"machine": {**machine(), "threads_per_process": args.threads},
                                    "device": args.device, "model": MODEL, "batch_per_rank": args.batch,
-                                   "steps": args.steps, "rows": rows}, indent=2) + "\n")
+                                   "steps": args.steps, "rows": rows,
+                                   "notes": "weak scaling: each rank runs batch_per_rank rows; efficiency = tok/s(N) / "
+                                            "(N x tok/s(1)) within a mode; fsdp2 rows recompute activations "
+                                            "(checkpointing on), so compare them with each other, not with ddp"},
+                                  indent=2) + "\n")
     print(f"wrote {RESULTS}")
 
 
