@@ -148,7 +148,6 @@ def records(run_dir: Path, kind: str) -> list[dict]:
     return [r for r in map(json.loads, lines) if r["kind"] == kind]
 
 
-@pytest.mark.slow
 def test_ddp_train_interrupted_and_resumed_matches_one_process(tmp_path, tiny_corpus_file):
     """scratchllm's train() on 2 ranks x 2 micro-batches, Ctrl-C at step 3, --resume to 6 == 1 process x 4."""
     from scratchllm.train import train
