@@ -443,7 +443,7 @@ def record_attention(writer: RunWriter, model: GPT, ids: list[int], step: int, d
     arrays = {name: torch.stack([layer[name][0] for layer in layers]).float().cpu().numpy().astype(np.float16)
               for name in ("att", "q", "k", "v")}
     buf = io.BytesIO()
-    np.savez(buf, step=np.array(step), **arrays)
+    np.savez_compressed(buf, step=np.array(step), **arrays)
     writer.bytes(f"attention/step_{step:06d}.npz", buf.getvalue())
 
 
