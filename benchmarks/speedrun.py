@@ -30,7 +30,8 @@ def run_baseline(minutes: float, prefix_bytes: int | None, threads: int) -> dict
     from nanogpt_baseline import RECIPE, train_baseline
 
     from scratchllm.data import load_corpus
-    from scratchllm.speedrun import matmul_peak_flops, peak_rss_mb, split_corpus
+    from scratchllm.metrics import matmul_peak_flops, peak_rss_mb
+    from scratchllm.speedrun import split_corpus
 
     text = load_corpus("shakespeare").text
     split = split_corpus(text, prefix_bytes)
@@ -39,7 +40,7 @@ def run_baseline(minutes: float, prefix_bytes: int | None, threads: int) -> dict
     L, C, T = RECIPE["n_layer"], RECIPE["n_embd"], RECIPE["block_size"]
     flops_per_token = 6.0 * (report["params"] - T * C) + 12.0 * L * C * T  # as nanoGPT's estimate_mfu
     report.update(peak_rss_mb=peak_rss_mb(), flops_per_token=flops_per_token,
-                  mfu=flops_per_token * report["tokens_per_s"] / matmul_peak_flops(bf16=False))
+                  mfu=flops_per_token * report["tokens_per_s"] / matmul_peak_flops("float32"))
     return report
 
 

@@ -10,7 +10,6 @@ It does not own the baseline it is judged against (benchmarks/nanogpt_baseline.p
 from __future__ import annotations
 
 import math
-import resource
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -22,6 +21,7 @@ from tqdm import tqdm
 
 from scratchllm.config import InputError
 from scratchllm.data import load_corpus
+from scratchllm.metrics import matmul_peak_flops, peak_rss_mb
 from scratchllm.model import GPT, GPTConfig
 from scratchllm.tokenizer import Tokenizer, train_bpe
 from scratchllm.train import PRESETS, RunConfig, load_config
@@ -140,22 +140,6 @@ def evaluate_bpb(model: GPT, ids: torch.Tensor, byte_lengths: torch.Tensor, bf16
     return nats / math.log(2) / byte_lengths[ids[1:]].sum().item()
 
 
-def matmul_peak_flops(bf16: bool, n: int = 2048, repeats: int = 5) -> float:
-    """Measured FLOP/s of an n x n matmul in the training dtype: the denominator of MFU."""
-    dtype = torch.bfloat16 if bf16 else torch.float32
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    a @ b  # warm-up
-    start = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    return 2.0 * n**3 * repeats / (time.perf_counter() - start)
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, MiB (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def get_batch(data: torch.Tensor, batch_size: int, T: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """batch_size random windows of data: inputs x and next-token targets y, each (B, T)."""
     index = torch.randint(len(data) - T - 1, (batch_size, 1), generator=gen) + torch.arange(T)  # (B, T)
@@ -225,6 +209,7 @@ def speedrun(minutes: float, config: SpeedrunConfig | None = None, corpus: str =
         "bytes_per_token": {k: len(split[k].encode()) / max(len(v), 1) for k, v in ids.items()},
         "tokenizer_seconds": tokenizer_s, "steps": run["steps"], "train_seconds": run["train_seconds"],
         "tokens_per_s": tokens_per_s, "params": model.num_params(), "flops_per_token": model.flops_per_token(),
-        "mfu": model.flops_per_token() * tokens_per_s / matmul_peak_flops(bf16), "peak_rss_mb": peak_rss_mb(),
+        "mfu": model.flops_per_token() * tokens_per_s / matmul_peak_flops("bfloat16" if bf16 else "float32"),
+        "peak_rss_mb": peak_rss_mb(),
         "config": asdict(cfg), "curve": curve, "train_loss": run["train_loss"],
     }
