@@ -10,12 +10,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from scratchllm.metrics import hardware_info
 
 RESULTS = Path(__file__).parent / "results" / "distributed.json"
 MODEL = dict(vocab_size=512, block_size=128, n_layer=4, n_head=4, n_embd=128)
@@ -71,17 +72,6 @@ def run_setting(nproc: int, mode: str, args) -> dict:
         return json.loads(out.read_text())
 
 
-def machine() -> dict:
-    import torch
-    cpu = platform.processor()
-    if Path("/proc/cpuinfo").exists():
-        names = [ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                 if ln.startswith("model name")]
-        cpu = names[0] if names else cpu
-    return {"torch": torch.__version__, "cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "load_average_1min": os.getloadavg()[0]}
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -105,7 +95,7 @@ def main() -> None:
             rows.append({"mode": mode, "nproc": n, **r, "efficiency": r["tokens_per_s"] / (n * base)})
             print(f"{mode:6s} nproc={n}  {r['tokens_per_s']:9.0f} tok/s  efficiency {rows[-1]['efficiency']:.2f}")
     RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps({"machine": {**machine(), "threads_per_process": args.threads},
+    RESULTS.write_text(json.dumps({"machine": {**hardware_info(), "threads_per_process": args.threads},
                                    "device": args.device, "model": MODEL, "batch_per_rank": args.batch,
                                    "steps": args.steps, "rows": rows,
                                    "notes": "weak scaling: each rank runs batch_per_rank rows; efficiency = tok/s(N) / "

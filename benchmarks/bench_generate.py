@@ -12,7 +12,6 @@ Run: .venv/bin/python benchmarks/bench_generate.py  -> table on stdout, benchmar
 from __future__ import annotations
 
 import json
-import platform
 import statistics
 import tempfile
 import time
@@ -22,6 +21,7 @@ import torch
 
 from scratchllm.convert import export_hf
 from scratchllm.generate import generate
+from scratchllm.metrics import hardware_info
 from scratchllm.model import GPT, GPTConfig, KVCache
 
 CONFIG = dict(vocab_size=4096, block_size=1024, n_layer=5, n_head=6, n_embd=384)
@@ -91,13 +91,6 @@ def bench_hf(model: GPT, pairs: int = 5) -> list[dict]:
     return rows
 
 
-def machine() -> dict:
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
-    return {"torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": cpu,
-            "python": platform.python_version()}
-
-
 def main() -> None:
     torch.manual_seed(0)
     model = GPT(GPTConfig(**CONFIG)).eval()
@@ -116,7 +109,7 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"model": {**CONFIG, "params": model.num_params()}, "kv_cache_mib": cache_mb,
                                "kv_cache": cache_rows,
-                               "vs_transformers": hf_rows, "machine": machine()}, indent=2) + "\n")
+                               "vs_transformers": hf_rows, "machine": hardware_info()}, indent=2) + "\n")
     print(f"wrote {out}")
 
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import platform
 import statistics
 import time
 from pathlib import Path
 
 import torch
 
+from scratchllm.metrics import hardware_info
 from scratchllm.model import GPT, GPTConfig
 
 SHAPES = {  # name: (GPTConfig kwargs, batch, context)
@@ -57,13 +57,6 @@ def bench(kwargs: dict, batch: int, context: int, repeats: int = 7) -> dict:
             "grad_checkpointing_slowdown": t_ckpt / t_fast}
 
 
-def machine() -> dict:
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
-    return {"torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": cpu,
-            "python": platform.python_version()}
-
-
 def main() -> None:
     rows = {name: bench(*shape) for name, shape in SHAPES.items()}
     print(f"{'shape':<38} {'SDPA tok/s':>11} {'reference tok/s':>16} {'SDPA/ref':>9} {'ckpt tok/s':>11}")
@@ -72,7 +65,7 @@ def main() -> None:
               f"{r['sdpa_over_reference']:>8.2f}x {r['grad_checkpointing_tokens_per_s']:>11.0f}")
     out = Path(__file__).parent / "results" / "model.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"shapes": rows, "machine": machine()}, indent=2) + "\n")
+    out.write_text(json.dumps({"shapes": rows, "machine": hardware_info()}, indent=2) + "\n")
     print(f"wrote {out}")
 
 

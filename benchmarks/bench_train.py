@@ -12,14 +12,11 @@ Run: .venv/bin/python benchmarks/bench_train.py  -> table on stdout, benchmarks/
 from __future__ import annotations
 
 import json
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-
-import torch
 
 from scratchllm import metrics
 
@@ -113,18 +110,13 @@ def memory() -> list[dict]:
     return [run_python(MEMORY.format(variant=v, steps=MEM_STEPS, batch=MEM_BATCH)) for v in variants]
 
 
-def machine() -> dict:
-    return {"torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": metrics.hardware_name("cpu"),
-            "python": platform.python_version()}
-
-
 def main() -> None:
     from scratchllm.model import GPT, GPTConfig
 
     started = time.perf_counter()
     peak = metrics.matmul_peak_flops("float32", "cpu")
     flops = GPT(GPTConfig(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128)).flops_per_token()
-    result = {"machine": machine(), "matmul_peak_fp32_flops": peak, "flops_per_token": flops,
+    result = {"machine": metrics.hardware_info(), "matmul_peak_fp32_flops": peak, "flops_per_token": flops,
               "speed_shakespeare_char": speed(peak, flops),
               "memory": {"batch": MEM_BATCH, "block_size": 64, "steps": MEM_STEPS, "rows": memory()}}
     result["seconds"] = time.perf_counter() - started

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
+
+from scratchllm.metrics import hardware_info
 
 HERE = Path(__file__).resolve().parent
 
@@ -70,15 +71,6 @@ def compare(minutes: float, prefix_bytes: int | None, threads: int, preset: str 
             "baseline": baseline, "ours": ours}
 
 
-def machine() -> dict:
-    import torch
-
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    return {"torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": cpu,
-            "python": platform.python_version(), "date": time.strftime("%Y-%m-%d %H:%M")}
-
-
 def print_row(result: dict) -> None:
     b, o = result["baseline"], result["ours"]
     print(f"{result['minutes']:>5g} min  corpus {str(result['corpus_bytes']):>9}  "
@@ -106,7 +98,8 @@ def main(argv: list[str] | None = None) -> None:
     for minutes, prefix in runs:
         results.append(compare(minutes, prefix, threads, args.preset))
         print_row(results[-1])
-        write_json(args.out, {"machine": {**machine(), "threads": threads}, "bar": 0.85, "runs": results})
+        machine = {**hardware_info(), "date": time.strftime("%Y-%m-%d %H:%M"), "threads": threads}
+        write_json(args.out, {"machine": machine, "bar": 0.85, "runs": results})
 
 
 if __name__ == "__main__":
