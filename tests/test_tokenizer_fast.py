@@ -3,10 +3,11 @@ tiktoken built from our ranks == the plain-Python encoder (regex.py), on the who
 
 from __future__ import annotations
 
+import unicodedata
 from collections import Counter
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from scratchllm.tokenizer import train_bpe
@@ -16,6 +17,15 @@ from scratchllm.tokenizer.trainer import count_chunks, train_merges
 
 EOT = "<|endoftext|>"
 SPECIALS = (EOT, "<|pad|>")
+
+# Python's `regex` and tiktoken's Rust regex ship their own Unicode tables, and a newer table calls some codepoints
+# letters that an older one leaves unassigned, so the two split those differently. The encoders are equal on text
+# whose characters are assigned in this Python's `unicodedata` (the oldest table of the three).
+ASSIGNED = st.characters(exclude_categories=("Cn", "Cs"))
+
+
+def only_assigned(text: str) -> bool:
+    return all(unicodedata.category(c) != "Cn" for c in text)
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +69,7 @@ def test_fast_batch_equals_single(corpus_bpe, tiny_text):
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.one_of(st.text(), st.sampled_from(SPECIALS), st.sampled_from(["  \n", " the", "'s", "123"]))))
+@given(st.lists(st.one_of(st.text(ASSIGNED), st.sampled_from((*SPECIALS, "  \n", " the", "'s", "123")))))
 def test_fast_encode_equals_reference_on_generated_text(corpus_bpe, pieces):
     text = "".join(pieces)
     assert corpus_bpe.encode(text) == corpus_bpe.encode_reference(text)
@@ -68,4 +78,5 @@ def test_fast_encode_equals_reference_on_generated_text(corpus_bpe, pieces):
 @settings(max_examples=200, deadline=None)
 @given(st.binary())
 def test_fast_encode_bytes_equals_reference(corpus_bpe, data):
+    assume(only_assigned(data.decode("utf-8", errors="surrogateescape")))
     assert corpus_bpe.encode_bytes(data) == corpus_bpe.encode_bytes_reference(data)

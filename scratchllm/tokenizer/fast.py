@@ -3,6 +3,8 @@
 `BPETokenizer` is the class users get from `train_bpe` and `load_tokenizer`: `encode` runs in tiktoken, while
 `encode_reference` (regex.py, plain Python) stays beside it; tests prove both give identical ids.
 tiktoken's merge rule (lowest-ranked joined bytes first, leftmost on ties) is the rule regex.py implements.
+One caveat: the split pattern's letter and number classes come from each regex engine's own Unicode table, so a
+codepoint assigned only in the newer table may be chunked differently by the two; ids still decode exactly.
 """
 
 from __future__ import annotations
