@@ -34,7 +34,7 @@ class CheckpointError(InputError):
 def resolve_checkpoint(path: str | os.PathLike) -> Path:
     """A checkpoint folder itself, or a run folder whose checkpoints/latest/ holds one."""
     path = Path(path)
-    for candidate in (path, path / "checkpoints" / "latest"):
+    for candidate in (path / "checkpoints" / "latest", path):  # a run folder's own config.json is a RunConfig
         if (candidate / CONFIG).is_file() or (candidate / WEIGHTS).is_file():
             return candidate
     raise CheckpointError(f"no checkpoint at {path}: expected {WEIGHTS} + {CONFIG}, or a run folder with "

@@ -219,6 +219,45 @@ def load_full_state_dict(model: nn.Module, state: dict[str, torch.Tensor]) -> No
     set_model_state_dict(model, state, options=options)
 
 
+def full_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+    """optimizer.state_dict() as one process holds it (whole CPU tensors); call on every rank.
+
+    Under FSDP2 each rank's state holds DTensor shards; they are gathered one by one (a collective per tensor),
+    so the file a sharded run writes is the file a single process writes.
+    """
+    state = optimizer.state_dict()
+    if not is_fsdp(model):
+        return state
+    from torch.distributed.tensor import DTensor
+
+    def whole(v):
+        return v.full_tensor().cpu() if isinstance(v, DTensor) else v
+    tensors = state["state"]  # sorted: every rank gathers in the same order, whatever order its dict holds
+    return {"state": {i: {k: whole(tensors[i][k]) for k in sorted(tensors[i])} for i in sorted(tensors)},
+            "param_groups": state["param_groups"]}
+
+
+def load_full_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """Load a single-process optimizer.state_dict() into the optimizer of a plain, DDP or FSDP2 model (FSDP2: every
+    rank passes the whole state and keeps the shard its parameter has)."""
+    if is_fsdp(model):
+        from torch.distributed.tensor import distribute_tensor
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+
+        def shard(v, p):
+            if not v.dim():
+                return v  # Adam's step count
+            return distribute_tensor(v.to(p.device), p.device_mesh, p.placements, src_data_rank=None)  # local cut
+        state = {"state": {i: {k: shard(v, params[i]) for k, v in s.items()} for i, s in state["state"].items()},
+                 "param_groups": state["param_groups"]}
+    optimizer.load_state_dict(state)
+
+
+def as_float(value) -> float:
+    """A scalar tensor as a Python float; FSDP2's gradient norm is a DTensor, gathered first."""
+    return float(value.full_tensor() if hasattr(value, "full_tensor") else value)
+
+
 def wants_launch(args) -> bool:
     """True when the user asked for several processes and this process is not already one of them."""
     return (args.nproc > 1 or args.nnodes > 1) and not under_torchrun()

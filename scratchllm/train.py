@@ -93,6 +93,9 @@ class TrainConfig:
     """"auto" (CUDA, then Apple MPS, then CPU), or a torch device string such as "cpu" or "cuda:0"."""
     compile: bool = False
     """Compile the model with torch.compile (pays off for wider models on GPUs)."""
+    parallel: str = "ddp"
+    """Under torchrun: "ddp" (every rank holds the whole model) or "fsdp" (FSDP2 shards parameters, gradients and
+    optimizer state across ranks, for models one device cannot hold; bfloat16 dtype = bf16 mixed precision)."""
     grad_checkpointing: bool = False
     """Recompute each block's activations in backward: less memory, about a third more compute."""
     eval_every: int = 250
@@ -141,6 +144,8 @@ def validate(cfg: RunConfig) -> RunConfig:
             raise InputError(f"train.{name} must be >= 1; got {getattr(t, name)}")
     if t.dtype not in (*DTYPES, "auto"):
         raise InputError(f"train.dtype must be one of auto, {', '.join(DTYPES)}; got {t.dtype!r}")
+    if t.parallel not in ("ddp", "fsdp"):
+        raise InputError(f"train.parallel must be ddp or fsdp; got {t.parallel!r}")
     if cfg.tokenizer.type not in ("bpe", "char"):
         raise InputError(f"tokenizer.type must be bpe or char; got {cfg.tokenizer.type!r}")
     if not 0 < cfg.data.val_fraction < 1:
@@ -287,7 +292,7 @@ def train_step(model: torch.nn.Module, optimizer, micro_batches: list, t: TrainC
     loss = accumulate_grads(model, micro_batches, ctx_factory, scaler)
     scaler.unscale_(optimizer)
     clip = t.grad_clip if t.grad_clip > 0 else math.inf
-    norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), clip))
+    norm = distributed.as_float(torch.nn.utils.clip_grad_norm_(model.parameters(), clip))
     scaler.step(optimizer)
     scaler.update()
     return loss, norm
@@ -331,31 +336,34 @@ def _rng_tensors(streams: dict) -> dict[str, torch.Tensor]:
     return tensors
 
 
-def optimizer_tensors(optimizer) -> tuple[dict[str, torch.Tensor], dict]:
-    """AdamW state split into tensors ("state.<param>.<name>") and its JSON-able param groups."""
-    state = optimizer.state_dict()
+def optimizer_tensors(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
+    """An AdamW state dict split into tensors ("state.<param>.<name>") and its JSON-able param groups."""
     tensors = {f"state.{i}.{k}": v.detach().cpu().contiguous() for i, s in state["state"].items()
                for k, v in s.items()}
     return tensors, state["param_groups"]
 
 
-def load_optimizer(optimizer, tensors: dict[str, torch.Tensor], groups: list[dict]) -> None:
+def optimizer_state(tensors: dict[str, torch.Tensor], groups: list[dict]) -> dict:
+    """The inverse of optimizer_tensors: the state dict optimizer.load_state_dict takes."""
     state: dict[int, dict] = {}
     for name, value in tensors.items():
         if name.startswith("state."):
             _, i, key = name.split(".", 2)
             state.setdefault(int(i), {})[key] = value
-    optimizer.load_state_dict({"state": state, "param_groups": groups})
+    return {"state": state, "param_groups": groups}
 
 
-def save_checkpoint(run_dir: Path, model: GPT, tokenizer: Tokenizer, optimizer, streams: dict, state: dict) -> None:
-    """Write checkpoints/latest whole or not at all: staged in a sibling folder, then swapped in by renames."""
+def save_checkpoint(run_dir: Path, model: GPT, tokenizer: Tokenizer, optim_state: dict, streams: dict, state: dict,
+                    world_size: int = 1) -> None:
+    """Write checkpoints/latest whole or not at all: staged in a sibling folder, then swapped in by renames.
+    model and optim_state are single-process ones (for FSDP2 gathered first), so any world size can resume."""
     root = run_dir / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(dir=root, prefix=".staging-"))
-    tensors, groups = optimizer_tensors(optimizer)
+    tensors, groups = optimizer_tensors(optim_state)
     (stage / "trainer_state.safetensors").write_bytes(save_safetensors({**tensors, **_rng_tensors(streams)}))
-    (stage / "trainer_state.json").write_text(json.dumps({**state, "param_groups": groups}, indent=2) + "\n")
+    record = {**state, "world_size": world_size, "param_groups": groups}
+    (stage / "trainer_state.json").write_text(json.dumps(record, indent=2) + "\n")
     save_model(stage, model, tokenizer, extra={"step": state["step"]})
     latest, old = root / "latest", root / ".previous"
     shutil.rmtree(old, ignore_errors=True)
@@ -365,20 +373,32 @@ def save_checkpoint(run_dir: Path, model: GPT, tokenizer: Tokenizer, optimizer, 
     shutil.rmtree(old, ignore_errors=True)
 
 
-def load_checkpoint(run_dir: Path, model: GPT, optimizer, streams: dict, device: torch.device) -> dict:
-    """Restore weights, optimizer, RNGs and the batch position from checkpoints/latest; returns trainer state."""
+def latest_checkpoint(run_dir: Path) -> Path:
     latest = run_dir / "checkpoints" / "latest"
     if not latest.is_dir() and (run_dir / "checkpoints" / ".previous").is_dir():
         latest = run_dir / "checkpoints" / ".previous"  # a swap cut off between its two renames
-    saved, _, _ = load_model(latest, device="cpu")
+    return latest
+
+
+def read_trainer_state(latest: Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    """trainer_state.json and trainer_state.safetensors of a checkpoint folder."""
     try:
         state = json.loads((latest / "trainer_state.json").read_text())
         tensors = load_safetensors((latest / "trainer_state.safetensors").read_bytes())
     except (OSError, ValueError, Exception) as e:
         raise CheckpointError(f"{latest}: unreadable trainer state: {str(e).splitlines()[0]}") from None
-    model.load_state_dict(saved.state_dict())
-    load_optimizer(optimizer, {k: v.to(device) if k.endswith(("exp_avg", "exp_avg_sq")) else v
-                               for k, v in tensors.items()}, state.pop("param_groups"))
+    return state, tensors
+
+
+def load_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer, streams: dict) -> dict:
+    """Restore weights, optimizer, RNGs and the batch position from checkpoints/latest into a plain, DDP or FSDP2
+    model (each rank reads the files); returns trainer state."""
+    latest = latest_checkpoint(run_dir)
+    saved, _, _ = load_model(latest, device="cpu")
+    state, tensors = read_trainer_state(latest)
+    state.pop("world_size", None)
+    distributed.load_full_state_dict(model, saved.state_dict())
+    distributed.load_full_optimizer_state(model, optimizer, optimizer_state(tensors, state.pop("param_groups")))
     torch.set_rng_state(tensors["rng.torch"])
     if "rng.cuda" in tensors and torch.cuda.is_available():
         torch.cuda.set_rng_state(tensors["rng.cuda"])
@@ -435,9 +455,9 @@ def write_probe(writer: RunWriter, tokenizer: Tokenizer, ids: list[int], text: s
     writer.write_json("attention/probe.json", {"text": text, "token_ids": ids, "tokens": labels})
 
 
-def record_attention(writer: RunWriter, model: GPT, ids: list[int], step: int, device: torch.device) -> None:
+def record_attention(writer: RunWriter, model: GPT | None, ids: list[int], step: int, device: torch.device) -> None:
     """attention/step_XXXXXX.npz: att (L, H, T, T), q, k, v (L, H, T, hd) as float16, from model.inspect."""
-    if not ids or not writer.enabled:
+    if not ids or model is None or not writer.enabled:
         return
     layers = model.inspect(torch.tensor([ids], device=device))
     arrays = {name: torch.stack([layer[name][0] for layer in layers]).float().cpu().numpy().astype(np.float16)
@@ -476,13 +496,25 @@ def resolve(cfg: RunConfig, tokenizer: Tokenizer) -> RunConfig:
     return dataclasses.replace(cfg, model=model, tokenizer=tok)
 
 
-def check_resume_config(run_dir: Path, cfg: RunConfig) -> None:
-    """Resuming must use the saved config: otherwise an InputError listing the keys that differ."""
+def check_resume_config(run_dir: Path, cfg: RunConfig, world_size: int = 1) -> None:
+    """Resuming must use the saved config: otherwise an InputError listing the keys that differ.
+
+    Only how the work is spread may change: train.parallel, and the number of processes as long as
+    grad_accum x processes (so the global batch) stays: 2 ranks x grad_accum 2 resume as 1 process x grad_accum 4.
+    """
     try:
         saved = json.loads((run_dir / "config.json").read_text())
     except (OSError, ValueError):
         raise InputError(f"cannot resume: {run_dir / 'config.json'} is missing or unreadable") from None
-    if differ := config_diff(saved, to_dict(cfg)):
+    try:
+        saved_world = json.loads((latest_checkpoint(run_dir) / "trainer_state.json").read_text())["world_size"]
+    except (OSError, ValueError, KeyError):
+        saved_world = 1  # no checkpoint (load_checkpoint will say so) or one written before world_size was saved
+    differ = [k for k in config_diff(saved, to_dict(cfg)) if k not in ("train.parallel", "train.grad_accum")]
+    if saved.get("train", {}).get("grad_accum", 1) * saved_world != cfg.train.grad_accum * world_size:
+        differ.append(f"train.grad_accum x processes (was {saved['train']['grad_accum']} x {saved_world}, now "
+                      f"{cfg.train.grad_accum} x {world_size})")
+    if differ:
         raise InputError(f"cannot resume {run_dir} with a different config; keys that differ: {', '.join(differ)}")
 
 
@@ -543,7 +575,7 @@ def setup(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool) -> Sessio
     tokenizer = _load_run_tokenizer(run_dir, cfg, split_corpus(corpus, cfg.data.val_fraction), resume, progress)
     cfg = resolve(cfg, tokenizer)
     if resume:
-        check_resume_config(run_dir, cfg)
+        check_resume_config(run_dir, cfg, ctx.world_size)
     if not ctx.is_main:
         distributed.barrier(ctx)  # rank 0 encodes the corpus once; the others then find it cached
     meta = prepare(corpus, tokenizer, run_dir / "data", cfg.data.val_fraction, cfg.model.block_size, progress)
@@ -551,9 +583,12 @@ def setup(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool) -> Sessio
         distributed.barrier(ctx)
     data = {name: load_split(run_dir / "data", name) for name in ("train", "val")}
     model = build_model(cfg, device)
+    if ctx.is_distributed and cfg.train.parallel == "fsdp":  # shards the model in place, before the optimizer
+        model = distributed.wrap_fsdp2(model, ctx, mixed_bf16=dtype == torch.bfloat16,
+                                       checkpointing=cfg.train.grad_checkpointing)
     optimizer = make_optimizer(model, cfg.train, device)
     writer = RunWriter(run_dir, enabled=ctx.is_main, fresh=not resume)
-    step_model = wrap_model(distributed.wrap_ddp(model, ctx), cfg)  # DDP averages gradients over ranks
+    step_model = wrap_model(model if distributed.is_fsdp(model) else distributed.wrap_ddp(model, ctx), cfg)
     session = Session(cfg, run_dir, device, dtype, tokenizer, meta, data, model, step_model, optimizer,
                       torch.amp.GradScaler(device.type, enabled=dtype == torch.float16),
                       batch_streams(data, cfg, device), writer, probe_ids(tokenizer, cfg.train.probe_text,
@@ -561,8 +596,21 @@ def setup(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool) -> Sessio
                       metrics.matmul_peak_flops(dtype if dtype != torch.float32 else torch.float32, device),
                       ctx=ctx)
     if resume:
-        session.state.update(load_checkpoint(run_dir, model, optimizer, session.streams, device))
+        session.state.update(load_checkpoint(run_dir, model, optimizer, session.streams))
     return session
+
+
+def main_copy(s: Session) -> GPT | None:
+    """The model as one process holds it, on rank 0 (None on the others) for sampling, attention and checkpoints:
+    the model itself, or under FSDP2 a whole copy gathered from the shards (so every rank must call this)."""
+    if not distributed.is_fsdp(s.model):
+        return s.model if s.ctx.is_main else None
+    state = distributed.full_state_dict(s.model)
+    if not s.ctx.is_main:
+        return None
+    copy = GPT(s.cfg.model)
+    distributed.load_full_state_dict(copy, state)
+    return copy.to(s.device)
 
 
 def write_run_files(s: Session) -> None:
@@ -575,9 +623,10 @@ def write_run_files(s: Session) -> None:
 # ----------------------------------------------------------------------------- the loop
 
 
-def sample(s: Session, step: int) -> None:
-    """Continue the sample prompt (or, when the tokenizer cannot encode it, the first training token) to samples."""
-    if not s.ctx.is_main:
+def sample(s: Session, model: GPT | None, step: int) -> None:
+    """Continue the sample prompt (or, when the tokenizer cannot encode it, the first training token) to samples;
+    model is main_copy's (None off rank 0)."""
+    if model is None:
         return
     t = s.cfg.train
     prompt = t.sample_prompt
@@ -585,7 +634,7 @@ def sample(s: Session, step: int) -> None:
         s.tokenizer.encode(prompt)
     except InputError:
         prompt = s.tokenizer.decode([int(s.data["train"][0])])
-    text = generate_text(s.model, s.tokenizer, prompt, t.sample_tokens, temperature=0.8, top_k=200, seed=t.seed)
+    text = generate_text(model, s.tokenizer, prompt, t.sample_tokens, temperature=0.8, top_k=200, seed=t.seed)
     s.writer.append("samples.jsonl", {"step": step, "prompt": prompt, "text": text})
 
 
@@ -599,9 +648,11 @@ def run_eval(s: Session) -> dict:
     return record
 
 
-def checkpoint(s: Session) -> None:
+def checkpoint(s: Session, model: GPT | None) -> None:
+    """Save checkpoints/latest from rank 0; model is main_copy's, the optimizer state is gathered here likewise."""
+    optim_state = distributed.full_optimizer_state(s.model, s.optimizer)
     if s.writer.enabled:
-        save_checkpoint(s.run_dir, s.model, s.tokenizer, s.optimizer, s.streams, s.state)
+        save_checkpoint(s.run_dir, model, s.tokenizer, optim_state, s.streams, s.state, s.ctx.world_size)
     distributed.barrier(s.ctx)
 
 
@@ -639,7 +690,7 @@ def rollback(s: Session, finding) -> bool:
         return False
     keep = {k: st[k] for k in ("elapsed_s", "train_s")}
     scale, retries, bad_step = st["lr_scale"] / 2, st["rollbacks"] + 1, st["step"]
-    st.update(load_checkpoint(s.run_dir, s.model, s.optimizer, s.streams, s.device))
+    st.update(load_checkpoint(s.run_dir, s.model, s.optimizer, s.streams))
     st.update(keep, lr_scale=scale, rollbacks=retries)
     s.history = [r for r in s.history if r["step"] <= st["step"]]
     s.writer.event(bad_step, "rollback", f"{finding.symptom} ({finding.evidence}); back to step {st['step']}, "
@@ -647,18 +698,26 @@ def rollback(s: Session, finding) -> bool:
     return True
 
 
+def due(t: TrainConfig, step: int) -> tuple[bool, bool, bool, bool]:
+    """Which of evaluation, sample, attention record and checkpoint fall due after `step`."""
+    evaluated = step % t.eval_every == 0
+    sampled = bool(t.sample_every and step % t.sample_every == 0) or (not t.sample_every and evaluated)
+    attended = bool(t.record_attention_every and step % t.record_attention_every == 0)
+    return evaluated, sampled, attended, step % t.checkpoint_every == 0
+
+
 def periodic(s: Session, step: int) -> None:
     """Evaluation, samples, attention records and checkpoints due after `step`."""
-    t = s.cfg.train
-    evaluated = step % t.eval_every == 0
+    evaluated, sampled, attended, saved = due(s.cfg.train, step)
     if evaluated:
         run_eval(s)
-    if (t.sample_every and step % t.sample_every == 0) or (not t.sample_every and evaluated):
-        sample(s, step)
-    if t.record_attention_every and step % t.record_attention_every == 0:
-        record_attention(s.writer, s.model, s.probe, step, s.device)
-    if step % t.checkpoint_every == 0:
-        checkpoint(s)
+    model = main_copy(s) if sampled or attended or saved else None
+    if sampled:
+        sample(s, model, step)
+    if attended:
+        record_attention(s.writer, model, s.probe, step, s.device)
+    if saved:
+        checkpoint(s, model)
 
 
 def finished(s: Session) -> bool:
@@ -737,13 +796,20 @@ def summary(s: Session) -> dict:
 
 
 def finish(s: Session) -> dict:
-    """Final evaluation, sample, attention record and checkpoint (unless diverged); summary.json."""
+    """Final evaluation, sample, attention record and checkpoint (unless diverged, or the last step already made
+    them); summary.json."""
+    step = s.state["step"]
     if s.state.get("status") != "diverged":
-        if s.state["last_eval_step"] != s.state["step"]:
+        if s.state["last_eval_step"] != step:
             run_eval(s)
-        sample(s, s.state["step"])
-        record_attention(s.writer, s.model, s.probe, s.state["step"], s.device)
-        checkpoint(s)
+        _, sampled, attended, saved = due(s.cfg.train, step) if step else (False, False, False, False)
+        model = main_copy(s)
+        if not sampled:
+            sample(s, model, step)
+        if not attended:
+            record_attention(s.writer, model, s.probe, step, s.device)
+        if not saved:
+            checkpoint(s, model)
     result = summary(s)
     s.writer.write_json("summary.json", result)
     return result
@@ -773,13 +839,14 @@ def _train(cfg: RunConfig, out_dir, resume: bool = False, progress: bool = True,
         s.writer.event(s.state["step"], "resume", f"resumed at step {s.state['step']}")
     else:
         write_run_files(s)
-        record_attention(s.writer, s.model, s.probe, 0, s.device)
+        model = main_copy(s)
+        record_attention(s.writer, model, s.probe, 0, s.device)
         run_eval(s)
-        checkpoint(s)
+        checkpoint(s, model)
     try:
         loop(s, progress, on_step)
     except KeyboardInterrupt:
-        checkpoint(s)
+        checkpoint(s, main_copy(s))
         s.writer.event(s.state["step"], "interrupt", f"interrupted at step {s.state['step']}; checkpoint saved, "
                                                      "continue with --resume")
         s.state["status"] = "interrupted"

@@ -75,10 +75,11 @@ def load_into_fsdp(ctx: D.DistContext, path: Path) -> float:
     return fixed_batch_loss(model)
 
 
-def tiny_run_config(corpus: Path, accum: int, steps: int = 6):
+def tiny_run_config(corpus: Path, accum: int, steps: int = 6, parallel: str = "ddp"):
     """A char-level run small enough for a test: 2-row micro-batches, eval and checkpoint every 3 steps."""
     from scratchllm.train import load_config
-    return load_config(None, [f"data.corpus={corpus}", "tokenizer.type=char", "model.n_layer=2", "model.n_head=2",
+    return load_config(None, [f"train.parallel={parallel}", f"data.corpus={corpus}", "tokenizer.type=char",
+                              "model.n_layer=2", "model.n_head=2",
                               "model.n_embd=32", "model.block_size=16", f"train.max_steps={steps}",
                               "train.max_minutes=0", "train.batch_size=2", f"train.grad_accum={accum}",
                               "train.warmup_steps=2", "train.lr=1e-2", "train.eval_every=3", "train.eval_batches=2",
@@ -95,7 +96,8 @@ def train_run(a) -> int:
             raise KeyboardInterrupt
 
     try:
-        train(tiny_run_config(a.train, a.accum), a.out, resume=a.resume, progress=False, on_step=stop)
+        cfg = tiny_run_config(a.train, a.accum, parallel=a.parallel)
+        train(cfg, a.out, resume=a.resume, progress=False, on_step=stop)
     except KeyboardInterrupt:
         return 0
     return 0
@@ -113,6 +115,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--accum", type=int, default=1)
     p.add_argument("--stop-at", type=int, default=-1)
     p.add_argument("--resume", action="store_true")
+    p.add_argument("--parallel", default="ddp", help="train.parallel of the --train run: ddp or fsdp")
     a = p.parse_args(argv)
     if a.train is not None:
         return train_run(a)

@@ -166,6 +166,46 @@ def test_ddp_train_interrupted_and_resumed_matches_one_process(tmp_path, tiny_co
     assert summary["final_val_bpb"] == pytest.approx(alone["final_val_bpb"], abs=1e-5)
 
 
+def test_fsdp2_train_resumes_across_world_sizes_and_matches_one_process(tmp_path, tiny_corpus_file):
+    """train.parallel=fsdp: a run sharded over 2 ranks x 2 micro-batches, cut at step 3 and resumed by one process
+    x 4 (its checkpoint is a single-process one), and the other way round, both equal one process all along."""
+    from scratchllm.train import train
+
+    def stop_at_3(session):
+        if session.state["step"] == 3:
+            raise KeyboardInterrupt
+
+    alone = tmp_path / "alone"
+    train(W.tiny_run_config(tiny_corpus_file, accum=4), alone, progress=False)
+    sharded_first, alone_first = tmp_path / "fsdp_then_one", tmp_path / "one_then_fsdp"
+    proc = torchrun(sharded_first, "--train", str(tiny_corpus_file), "--accum", "2", "--parallel", "fsdp",
+                    "--stop-at", "3")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    train(W.tiny_run_config(tiny_corpus_file, accum=4), sharded_first, resume=True, progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        train(W.tiny_run_config(tiny_corpus_file, accum=4), alone_first, progress=False, on_step=stop_at_3)
+    proc = torchrun(alone_first, "--train", str(tiny_corpus_file), "--accum", "2", "--parallel", "fsdp", "--resume")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ref = records(alone, "train")
+    for run in (sharded_first, alone_first):
+        got = records(run, "train")
+        assert [r["step"] for r in got] == [1, 2, 3, 4, 5, 6]
+        assert [r["loss"] for r in got] == pytest.approx([r["loss"] for r in ref], abs=1e-5)
+        assert [r["grad_norm"] for r in got] == pytest.approx([r["grad_norm"] for r in ref], abs=1e-4)
+        assert [r["val_bpb"] for r in records(run, "eval")] == pytest.approx(
+            [r["val_bpb"] for r in records(alone, "eval")], abs=1e-5)
+        samples = [json.loads(line)["step"] for line in (run / "samples.jsonl").read_text().splitlines()]
+        assert samples == [3, 6]  # rank 0 alone, once per evaluation (the end adds none: step 6 had one)
+
+
+def test_resume_with_another_global_batch_lists_it(tmp_path, tiny_corpus_file):
+    from scratchllm.config import InputError
+    from scratchllm.train import train
+    train(W.tiny_run_config(tiny_corpus_file, accum=2, steps=3), tmp_path / "run", progress=False)
+    with pytest.raises(InputError, match=r"grad_accum x processes \(was 2 x 1, now 4 x 1\)"):
+        train(W.tiny_run_config(tiny_corpus_file, accum=4, steps=3), tmp_path / "run", resume=True, progress=False)
+
+
 def tiny_yaml(tmp_path: Path, corpus: Path) -> Path:
     import yaml
 

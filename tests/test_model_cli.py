@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -20,6 +22,7 @@ def make_run(tmp_path, tokenizer=True, **kw):
     base = {"vocab_size": tok.vocab_size, "block_size": 32, "n_layer": 2, "n_head": 2, "n_embd": 32}
     model = GPT(GPTConfig(**{**base, **kw}))
     save_model(tmp_path / "run" / "checkpoints" / "latest", model, tok if tokenizer else None, {"step": 3})
+    (tmp_path / "run" / "config.json").write_text(json.dumps({"model": base}))  # as train writes: the RunConfig
     return tmp_path / "run", model, tok
 
 

@@ -47,6 +47,8 @@ def add_launch_arguments(parser) -> None:
     g.add_argument("--node-rank", type=int, default=0, help="this machine's index; 0 hosts the rendezvous")
     g.add_argument("--master-addr", default="127.0.0.1", help="address of the machine with node rank 0")
     g.add_argument("--master-port", type=int, default=29500, help="rendezvous port there (default 29500)")
+    g.add_argument("--parallel", choices=("ddp", "fsdp"), help="shortcut for --set train.parallel=P: ddp (default) "
+                   "or fsdp (FSDP2 shards the model, its gradients and optimizer state across processes)")
 
 
 def run_prepare(args) -> int:
@@ -65,7 +67,7 @@ def run_prepare(args) -> int:
 def _overrides(args) -> list[str]:
     flags = {"train.max_steps": args.max_steps, "train.max_minutes": args.minutes, "train.device": args.device,
              "train.dtype": args.dtype, "train.compile": args.compile or None,
-             "train.grad_checkpointing": args.grad_checkpointing or None}
+             "train.grad_checkpointing": args.grad_checkpointing or None, "train.parallel": args.parallel}
     return list(args.overrides) + [f"{k}={v}" for k, v in flags.items() if v is not None]
 
 
