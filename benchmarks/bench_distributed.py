@@ -2,7 +2,7 @@
 
 Run: `.venv/bin/python benchmarks/bench_distributed.py` -> table + benchmarks/results/distributed.json.
 Each setting is a fresh `torchrun` of this file in --worker mode; efficiency = tokens/s(N) / (N x tokens/s(1)).
-On GPUs: `python benchmarks/bench_distributed.py --device cuda --nproc 1 8 --mode ddp fsdp2` (nccl).
+On GPUs: `python benchmarks/bench_distributed.py --device cuda --nproc 1 8` (nccl; DDP and FSDP2).
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def main() -> None:
     p.add_argument("--out", help=argparse.SUPPRESS)
     p.add_argument("--device", default="cpu")
     p.add_argument("--nproc", type=int, nargs="+", default=[1, 2])
-    p.add_argument("--mode", nargs="+", default=["ddp"], choices=["ddp", "fsdp2"])
+    p.add_argument("--mode", nargs="+", default=["ddp", "fsdp2"], choices=["ddp", "fsdp2"])
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--batch", type=int, default=8, help="rows per rank per step (weak scaling)")
     p.add_argument("--threads", type=int, default=1, help="OMP threads per process")
