@@ -37,7 +37,7 @@ from scratchllm.generate import generate_text
 from scratchllm.model import GPT, GPTConfig
 from scratchllm.tokenizer import CharTokenizer, Tokenizer, load_tokenizer, train_bpe
 
-PRESETS = Path(__file__).resolve().parent.parent / "configs"
+PRESETS = Path(__file__).resolve().parent / "configs"  # shipped in the package; ./configs links here
 MAX_ROLLBACKS = 3
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 

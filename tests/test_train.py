@@ -156,3 +156,14 @@ def test_unwritable_run_folder_fails_before_training(tmp_path, tiny_corpus_file)
 def test_cli_prepare_char(tmp_path, tiny_corpus_file, capsys):
     assert main(["prepare", "--corpus", str(tiny_corpus_file), "--tokenizer", "char", "--out", str(tmp_path)]) == 0
     assert Path(tmp_path / "train.bin").stat().st_size > 0 and (tmp_path / "tokenizer.json").is_file()
+
+
+def test_every_preset_ships_inside_the_package_and_loads():
+    """Presets are package data (a wheel install has no source tree); ./configs is a link to them."""
+    import scratchllm
+    from scratchllm.train import PRESETS, load_preset
+    assert PRESETS.parent == Path(scratchllm.__file__).resolve().parent
+    names = sorted(p.stem for p in PRESETS.glob("*.yaml"))
+    assert {"tiny", "shakespeare-char", "shakespeare-bpe", "gpt2-124m", "speedrun-1min", "speedrun-5min"} <= set(names)
+    for name in names:
+        assert load_preset(name).model.n_layer >= 1
