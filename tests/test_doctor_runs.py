@@ -9,20 +9,12 @@ import json
 import shutil
 
 import pytest
-import torch
 
 from scratchllm.config import apply_overrides
 from scratchllm.doctor import diagnose_run, read_jsonl
 from scratchllm.train import load_preset, train
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models step ~35x faster on one thread when the 2 cores are shared (OpenMP threads contend)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

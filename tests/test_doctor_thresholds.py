@@ -11,16 +11,7 @@ from scratchllm.doctor import check_step, rule_divergence, rule_not_decreasing
 from scratchllm.model import GPT, GPTConfig
 from scratchllm.tokenizer import train_bpe
 
-pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models step ~35x faster on one thread when the 2 cores are shared (OpenMP threads contend)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
 
 @pytest.fixture(scope="module")
