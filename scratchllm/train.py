@@ -836,6 +836,7 @@ def _train(cfg: RunConfig, out_dir, resume: bool = False, progress: bool = True,
     s = setup(cfg, Path(out_dir), resume, progress)
     progress = progress and s.ctx.is_main
     if resume:
+        s.writer.write_json("config.json", to_dict(s.cfg))  # may differ in how work is spread (world size, parallel)
         s.writer.event(s.state["step"], "resume", f"resumed at step {s.state['step']}")
     else:
         write_run_files(s)

@@ -182,6 +182,7 @@ def test_fsdp2_train_resumes_across_world_sizes_and_matches_one_process(tmp_path
                     "--stop-at", "3")
     assert proc.returncode == 0, proc.stderr[-3000:]
     train(W.tiny_run_config(tiny_corpus_file, accum=4), sharded_first, resume=True, progress=False)
+    assert json.loads((sharded_first / "config.json").read_text())["train"]["grad_accum"] == 4  # as it now runs
     with pytest.raises(KeyboardInterrupt):
         train(W.tiny_run_config(tiny_corpus_file, accum=4), alone_first, progress=False, on_step=stop_at_3)
     proc = torchrun(alone_first, "--train", str(tiny_corpus_file), "--accum", "2", "--parallel", "fsdp", "--resume")
