@@ -39,13 +39,7 @@ def test_suggest_reads_an_analytic_curve():
     assert suggested == min(steep, lr_min_loss / 10)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models step ~35x faster on one thread when the 2 cores are shared (OpenMP threads contend)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is fastest
 
 
 TINY = GPTConfig(vocab_size=300, block_size=32, n_layer=2, n_head=2, n_embd=32)

@@ -130,14 +130,9 @@ def squash(text: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def full_run(tmp_path_factory, shakespeare_text):
+def full_run(tmp_path_factory, shakespeare_text, one_thread):
     run = tmp_path_factory.mktemp("run")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny matrices: one thread is fastest, and far faster on a busy machine
-    try:
-        n_params, bpb = make_run(run, shakespeare_text)
-    finally:
-        torch.set_num_threads(threads)
+    n_params, bpb = make_run(run, shakespeare_text)
     out = build_report(run, bench_dir=run / "no-benchmarks")
     return run, out, n_params, bpb, squash(pdf_text(out)[1])
 
@@ -287,26 +282,18 @@ def test_benchmark_results_are_quoted(full_run, tmp_path):
         assert expected in text
 
 
-def test_guide_of_a_real_tiny_training_run(tmp_path, tiny_corpus_file):
+def test_guide_of_a_real_tiny_training_run(tmp_path, tiny_corpus_file, one_thread):
     """train() -> doctor -> report end to end: the guide prints the run's own summary numbers."""
     from scratchllm.doctor import diagnose_run
     from scratchllm.model import GPTConfig
-
-    trainer = pytest.importorskip("scratchllm.train", reason="the trainer (train.py) is not in this checkout yet")
-    DataConfig, RunConfig, TokenizerConfig, TrainConfig = (trainer.DataConfig, trainer.RunConfig,  # noqa: N806
-                                                           trainer.TokenizerConfig, trainer.TrainConfig)
+    from scratchllm.train import DataConfig, RunConfig, TokenizerConfig, TrainConfig, train
 
     cfg = RunConfig(model=GPTConfig(block_size=32, n_layer=1, n_head=2, n_embd=32),
                     data=DataConfig(corpus=str(tiny_corpus_file)), tokenizer=TokenizerConfig(vocab_size=300),
                     train=TrainConfig(max_steps=20, max_minutes=0, batch_size=8, warmup_steps=5, eval_every=10,
                                       eval_batches=2, log_every=5, sample_tokens=20, record_attention_every=10,
                                       device="cpu", dtype="float32"))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        summary = trainer.train(cfg, tmp_path / "run", progress=False)
-    finally:
-        torch.set_num_threads(threads)
+    summary = train(cfg, tmp_path / "run", progress=False)
     diagnose_run(tmp_path / "run")
     text = "".join(squash(pdf_text(build_report(tmp_path / "run", bench_dir=tmp_path))[1]))
     for expected in (*CHAPTER_TITLES, f"{summary['final_val_bpb']:.4f}", f"{summary['params']:,}",

@@ -18,14 +18,7 @@ from scratchllm.config import InputError
 from scratchllm.tokenizer import train_bpe
 from scratchllm.viz import attention_pipeline, pca_2d, render_all, segmentations, split_rolled_back
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models step ~35x faster on one thread when the 2 cores are shared (OpenMP threads contend)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is fastest
 
 
 RECORDED_STEPS = (0, 10, 20, 40)
