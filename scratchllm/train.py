@@ -511,8 +511,9 @@ def check_resume_config(run_dir: Path, cfg: RunConfig, world_size: int = 1) -> N
     except (OSError, ValueError, KeyError):
         saved_world = 1  # no checkpoint (load_checkpoint will say so) or one written before world_size was saved
     differ = [k for k in config_diff(saved, to_dict(cfg)) if k not in ("train.parallel", "train.grad_accum")]
-    if saved.get("train", {}).get("grad_accum", 1) * saved_world != cfg.train.grad_accum * world_size:
-        differ.append(f"train.grad_accum x processes (was {saved['train']['grad_accum']} x {saved_world}, now "
+    saved_accum = saved.get("train", {}).get("grad_accum", 1)
+    if saved_accum * saved_world != cfg.train.grad_accum * world_size:
+        differ.append(f"train.grad_accum x processes (was {saved_accum} x {saved_world}, now "
                       f"{cfg.train.grad_accum} x {world_size})")
     if differ:
         raise InputError(f"cannot resume {run_dir} with a different config; keys that differ: {', '.join(differ)}")
