@@ -20,7 +20,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from scratchllm.config import InputError
-from scratchllm.data import load_corpus
+from scratchllm.data import BatchStream, load_corpus
 from scratchllm.metrics import matmul_peak_flops, peak_rss_mb
 from scratchllm.model import GPT, GPTConfig
 from scratchllm.tokenizer import Tokenizer, train_bpe
@@ -51,6 +51,8 @@ class SpeedrunTrain:
     """Clip the global gradient norm to this (0 = off)."""
     bf16: bool = True
     """bfloat16 autocast for matmuls (AMX on recent Xeons); weights and optimizer stay fp32."""
+    compile: bool = False
+    """torch.compile the training step's model; the compilation is paid out of the budget (the first step's time)."""
     seed: int = 1337
     """Seed of initialisation and batch sampling."""
 
@@ -75,7 +77,7 @@ def from_run_config(run: RunConfig) -> SpeedrunConfig:
     t = run.train
     train = SpeedrunTrain(batch_size=t.batch_size, lr=t.lr, min_lr_frac=t.min_lr / t.lr, warmup_steps=t.warmup_steps,
                           weight_decay=t.weight_decay, beta2=t.beta2, grad_clip=t.grad_clip,
-                          bf16=t.dtype == "bfloat16", seed=t.seed)
+                          bf16=t.dtype == "bfloat16", compile=t.compile, seed=t.seed)
     return SpeedrunConfig(vocab_size=run.tokenizer.vocab_size, model=run.model, train=train)
 
 
@@ -140,31 +142,27 @@ def evaluate_bpb(model: GPT, ids: torch.Tensor, byte_lengths: torch.Tensor, bf16
     return nats / math.log(2) / byte_lengths[ids[1:]].sum().item()
 
 
-def get_batch(data: torch.Tensor, batch_size: int, T: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """batch_size random windows of data: inputs x and next-token targets y, each (B, T)."""
-    index = torch.randint(len(data) - T - 1, (batch_size, 1), generator=gen) + torch.arange(T)  # (B, T)
-    return data[index], data[index + 1]
-
-
 def train_for(model: GPT, data: torch.Tensor, cfg: SpeedrunTrain, seconds: float, on_point=None,
               points: int = 10, progress: bool = False) -> dict:
     """Train `model` on `data` for `seconds` of wall clock; the LR schedule follows the clock, so it ends at its floor
-    when time runs out. `on_point(step, elapsed)` is called `points` times (its time is not counted)."""
-    opt, gen = make_optimizer(model, cfg), torch.Generator().manual_seed(cfg.seed)
-    bar = tqdm(total=round(seconds), unit="s", desc="speedrun", disable=not progress, file=sys.stderr)
+    when time runs out. `on_point(step, elapsed)` is called at most `points` times, at the first step past each
+    of `points` even marks of the clock (its time is not counted)."""
     T = model.config.block_size
+    opt, stream = make_optimizer(model, cfg), BatchStream(data.numpy(), cfg.batch_size, T, cfg.seed)
+    bar = tqdm(total=round(seconds), unit="s", desc="speedrun", disable=not progress, file=sys.stderr)
+    step_model = torch.compile(model) if cfg.compile else model  # shares model's weights; evaluations use model
     step, elapsed, next_point, losses = 0, 0.0, 0.0, []
     model.train()
     while elapsed < seconds:
         if on_point is not None and elapsed >= next_point:
             on_point(step, elapsed)
-            next_point += seconds / points
+            next_point = (math.floor(elapsed * points / seconds) + 1) * seconds / points  # skip the marks compile ate
         start = time.perf_counter()
-        x, y = get_batch(data, cfg.batch_size, T, gen)
+        x, y = stream.next()
         for group in opt.param_groups:
             group["lr"] = lr_at(cfg, step, elapsed / seconds)
         with torch.autocast("cpu", torch.bfloat16, enabled=cfg.bf16):
-            _, loss = model(x, y)
+            _, loss = step_model(x, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip > 0:

@@ -6,6 +6,9 @@ import json
 
 import numpy as np
 import pytest
+import torch
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from scratchllm.config import InputError
 from scratchllm.data import BatchStream, Corpus, load_corpus, load_split, prepare
@@ -60,3 +63,24 @@ def test_batch_stream_resumes_from_its_state():
     b.set_state(state)
     x, y = b.next()
     assert (x == expected[0]).all() and (y == x + 1).all()
+
+
+@settings(max_examples=60, deadline=None)
+@given(length=st.integers(2, 300), block=st.integers(1, 40), batch=st.integers(1, 9), seed=st.integers(0, 10**6))
+def test_batch_stream_reads_every_window_once_per_epoch(length, block, batch, seed):
+    """Each epoch tiles the data with back-to-back windows from one offset below block_size, each read once; batches
+    (which may straddle epochs) are the same windows read one at a time."""
+    assume(length >= block + 1)
+    data = np.arange(length, dtype=np.uint32)
+    single, firsts = BatchStream(data, 1, block, seed), []
+    while single.epoch == 0:
+        x, y = single.next()
+        assert (y == x + 1).all()
+        firsts.append(int(x[0, 0]))
+    starts = sorted(firsts[:-1])  # the last read opened epoch 1
+    assert starts[0] < block and starts[-1] + block + 1 <= length
+    assert starts == list(range(starts[0], starts[0] + block * len(starts), block))
+    assert starts[-1] + 2 * block + 1 > length  # no further window would fit
+    batched, one_by_one = BatchStream(data, batch, block, seed), BatchStream(data, 1, block, seed)
+    rows = torch.cat([batched.next()[0] for _ in range(3)])
+    assert torch.equal(rows, torch.cat([one_by_one.next()[0] for _ in range(3 * batch)]))

@@ -97,12 +97,27 @@ def test_few_second_speedrun_reports_and_beats_a_uniform_guess(tiny_corpus_file)
     assert report["curve"][-1]["val_bpb"] < report["curve"][0]["val_bpb"]
 
 
+@pytest.mark.slow
+def test_compiled_speedrun_pays_its_compilation_from_the_budget(tiny_corpus_file):
+    """torch.compile's first step (seconds of compilation) counts against the clock, and the compiled steps train
+    the model the evaluations (which run uncompiled) see."""
+    cfg = _tiny_config()
+    cfg.train.compile = True
+    report = speedrun(20 / 60, cfg, corpus=str(tiny_corpus_file), prefix_bytes=None, curve_bytes=2000)
+    assert report["train_seconds"] == pytest.approx(20.0, abs=3.0)
+    first_step = report["curve"][1]  # the first mark after step 0 falls after the compilation
+    assert first_step["step"] == 1 and first_step["elapsed_s"] > 2.0
+    assert len(report["curve"]) < 12 and report["curve"][-1]["val_bpb"] < report["curve"][0]["val_bpb"]
+    assert report["bpb"]["val"] < math.log2(300) / report["bytes_per_token"]["val"]
+
+
 @pytest.mark.parametrize("minutes", [1, 5])
 def test_presets_are_train_configs_that_map_onto_the_speedrun(minutes):
     run = load_config(f"speedrun-{minutes}min")  # `scratchllm train --preset speedrun-Nmin` accepts it as is
     recipe = load_speedrun_preset(minutes)
     assert run.train.max_minutes == minutes and run.train.max_steps == 0
     assert recipe.model == run.model and recipe.vocab_size == run.tokenizer.vocab_size
+    assert recipe.train.compile == run.train.compile and recipe.train.bf16 == (run.train.dtype == "bfloat16")
     assert lr_at(recipe.train, 10**6, 1.0) == pytest.approx(run.train.min_lr)  # both end at the same floor
 
 
