@@ -191,7 +191,8 @@ class BatchStream:
         if len(data) < block_size + 1:
             raise InputError(f"{len(data)} tokens cannot fill one window of block_size {block_size} + 1")
         self.data, self.batch_size, self.block_size, self.device = data, batch_size, block_size, device
-        self.set_state(torch.tensor([seed, 0, 0]))
+        self.seed = seed
+        self._begin(epoch=0, position=0)
 
     def epoch_starts(self, epoch: int) -> np.ndarray:
         """Where each window of `epoch` starts, in the order they are visited."""
@@ -202,9 +203,9 @@ class BatchStream:
     def next(self, batch_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         B, T = batch_size or self.batch_size, self.block_size
         starts: list[int] = []
-        while len(starts) < B:  # a batch may straddle two epochs
+        while len(starts) < B:  # a batch may straddle epochs (tiny data: several)
             if self.position == len(self.order):
-                self.set_state(torch.tensor([self.seed, self.epoch + 1, 0]))
+                self._begin(self.epoch + 1, position=0)
             take = self.order[self.position:self.position + B - len(starts)].tolist()
             starts += take
             self.position += len(take)
@@ -219,6 +220,9 @@ class BatchStream:
         return torch.tensor([self.seed, self.epoch, self.position])
 
     def set_state(self, state: torch.Tensor) -> None:
-        self.seed, self.epoch, self.position = (int(v) for v in state)
-        self.order = self.epoch_starts(self.epoch)
+        self.seed, epoch, position = (int(v) for v in state)
+        self._begin(epoch, position)
+
+    def _begin(self, epoch: int, position: int) -> None:
+        self.epoch, self.position, self.order = epoch, position, self.epoch_starts(epoch)
 

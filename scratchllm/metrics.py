@@ -65,8 +65,9 @@ def matmul_peak_flops(dtype="float32", device="cpu", n: int = 1024, repeats: int
 def _best_matmul_flops(dt, device: str, n: int, repeats: int, threads: int) -> float:
     import torch
 
-    a = torch.randn(n, n, device=device).to(dt)
-    b = torch.randn(n, n, device=device).to(dt)
+    gen = torch.Generator(device).manual_seed(0)  # its own: measuring must not move the training's RNG
+    a = torch.randn(n, n, device=device, generator=gen).to(dt)
+    b = torch.randn(n, n, device=device, generator=gen).to(dt)
     best = float("inf")
     for _ in range(repeats + 1):  # the first round warms up
         _sync(device)

@@ -49,3 +49,11 @@ def test_peak_rss_is_at_least_the_current_rss_the_kernel_reports():
     current_mb = int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1]) / 1024
     assert metrics.peak_memory_mb("cpu") >= current_mb - 1
     assert metrics.peak_rss_mb() >= 64
+
+
+def test_measuring_the_matmul_roof_leaves_the_training_rng_alone():
+    """train() measures the roof after seeding the model; drawing from the global RNG there would shift dropout
+    masks between a first and a cached second measurement, and break bitwise resume."""
+    before = torch.get_rng_state()
+    metrics.matmul_peak_flops("float32", n=64, repeats=1)
+    assert torch.equal(torch.get_rng_state(), before)
