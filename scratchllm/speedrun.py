@@ -24,7 +24,8 @@ from scratchllm.data import BatchStream, load_corpus
 from scratchllm.metrics import matmul_peak_flops, peak_rss_mb
 from scratchllm.model import GPT, GPTConfig
 from scratchllm.tokenizer import Tokenizer, train_bpe
-from scratchllm.train import PRESETS, RunConfig, load_config
+from scratchllm.train import PRESETS, RunConfig, TrainConfig, load_config
+from scratchllm.train import make_optimizer as make_train_optimizer
 
 PREFIX_BYTES = 1_115_394  # the size of nanoGPT's tiny Shakespeare, the split its published numbers use
 
@@ -108,10 +109,10 @@ def lr_at(cfg: SpeedrunTrain, step: int, frac: float) -> float:
 
 
 def make_optimizer(model: GPT, cfg: SpeedrunTrain) -> torch.optim.AdamW:
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    rest = [p for p in model.parameters() if p.dim() < 2]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": rest, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, cfg.beta2), foreach=True)
+    """train()'s AdamW with the recipe's settings. Its fused kernel matters here: on 2 cores the foreach update
+    took 8.5 ms of a ~190 ms step, the fused one 1 ms."""
+    t = TrainConfig(lr=cfg.lr, weight_decay=cfg.weight_decay, beta2=cfg.beta2)
+    return make_train_optimizer(model, t, torch.device("cpu"))
 
 
 def token_byte_lengths(tok: Tokenizer) -> torch.Tensor:
