@@ -109,8 +109,8 @@ def lr_at(cfg: SpeedrunTrain, step: int, frac: float) -> float:
 
 
 def make_optimizer(model: GPT, cfg: SpeedrunTrain) -> torch.optim.AdamW:
-    """train()'s AdamW with the recipe's settings. Its fused kernel matters here: on 2 cores the foreach update
-    took 8.5 ms of a ~190 ms step, the fused one 1 ms."""
+    """train()'s AdamW with the recipe's settings. Its fused kernel matters here: on 2 cores the 5-minute model's
+    update takes 1 ms fused against 8.5 ms foreach, of a 160-190 ms step."""
     t = TrainConfig(lr=cfg.lr, weight_decay=cfg.weight_decay, beta2=cfg.beta2)
     return make_train_optimizer(model, t, torch.device("cpu"))
 
