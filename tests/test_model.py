@@ -137,6 +137,25 @@ def test_grad_checkpointing_gives_identical_gradients(dropout):
         torch.testing.assert_close(ckpt[name], plain[name], atol=0, rtol=0, msg=name)
 
 
+def test_compiled_regions_give_the_eager_gradients_and_leave_evaluation_eager():
+    model = build(positions="rope", norm_type="rmsnorm", activation="relu2")
+    idx, targets = batch()
+    eager = grads(model, idx, targets)
+    torch._dynamo.reset()
+    model.compile_regions()
+    compiled = grads(model, idx, targets)
+    for name in eager:
+        torch.testing.assert_close(compiled[name], eager[name], atol=1e-5, rtol=1e-4, msg=name)
+    frames = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    assert frames >= 2  # the block's graph and the head's
+    model.eval()
+    short, _ = batch(B=3, T=7)  # another shape: compiled code would have to recompile for it
+    logits, _ = model(short)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == frames
+    model.compiled = None
+    torch.testing.assert_close(model(short)[0], logits, atol=0, rtol=0)
+
+
 def test_dropout_only_when_training():
     model = build(dropout=0.5)
     idx, _ = batch()

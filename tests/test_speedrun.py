@@ -105,8 +105,8 @@ def test_compiled_speedrun_pays_its_compilation_from_the_budget(tiny_corpus_file
     torch._dynamo.reset()
     cfg = _tiny_config()
     cfg.train.compile = True
-    report = speedrun(20 / 60, cfg, corpus=str(tiny_corpus_file), prefix_bytes=None, curve_bytes=2000)
-    assert report["train_seconds"] == pytest.approx(20.0, abs=3.0)
+    report = speedrun(45 / 60, cfg, corpus=str(tiny_corpus_file), prefix_bytes=None, curve_bytes=2000)
+    assert report["train_seconds"] == pytest.approx(45.0, abs=3.0)  # a cold compile took 15-25 s on 2 cores
     first_step = report["curve"][1]  # the first mark after step 0 falls after the compilation
     later_step_s = (report["train_seconds"] - first_step["elapsed_s"]) / (report["steps"] - 1)
     assert first_step["step"] == 1 and first_step["elapsed_s"] > 20 * later_step_s  # compiling is the costly step
