@@ -106,7 +106,7 @@ def test_compiled_speedrun_pays_its_compilation_from_the_budget(tiny_corpus_file
     cfg = _tiny_config()
     cfg.train.compile = True
     report = speedrun(45 / 60, cfg, corpus=str(tiny_corpus_file), prefix_bytes=None, curve_bytes=2000)
-    assert report["train_seconds"] == pytest.approx(45.0, abs=3.0)  # a cold compile took 15-25 s on 2 cores
+    assert report["train_seconds"] == pytest.approx(45.0, abs=3.0)  # its cold compile ran past 20 s on a 2-core EPYC
     first_step = report["curve"][1]  # the first mark after step 0 falls after the compilation
     later_step_s = (report["train_seconds"] - first_step["elapsed_s"]) / (report["steps"] - 1)
     assert first_step["step"] == 1 and first_step["elapsed_s"] > 20 * later_step_s  # compiling is the costly step
