@@ -2,11 +2,12 @@
 
 For each budget (1 and 5 minutes by default) the baseline (benchmarks/nanogpt_baseline.py) and our preset train one
 after the other, each in a fresh process (so peak memory is its own), on the first 1,115,394 bytes of the built-in
-corpus split 90/10; then both again on the whole 5 MB corpus. Bits/byte are measured on every val byte, plus on the
-last 10% of the whole corpus (never used for any choice). The ratio ours/baseline is what holds across machines.
+corpus split 90/10; then both again on the whole 5 MB corpus (1 minute by default). Bits/byte are measured on every
+val byte, plus on the last 10% of the whole corpus (never used for any choice). The ratio ours/baseline is what
+holds across machines.
 Our run compiles (where its preset says so) into an empty inductor cache, so compilation is paid in full.
 
-Run: .venv/bin/python benchmarks/speedrun.py [--budgets 1 5] [--full-minutes 5]  -> benchmarks/results/speedrun.json
+Run: .venv/bin/python benchmarks/speedrun.py [--budgets 1 5] [--full-minutes 1]  -> benchmarks/results/speedrun.json
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budgets", type=float, nargs="+", default=[1.0, 5.0], help="minutes per run")
-    parser.add_argument("--full-minutes", type=float, default=5.0, help="budget on the whole corpus (0 = skip)")
+    parser.add_argument("--full-minutes", type=float, default=1.0, help="budget on the whole corpus (0 = skip)")
     parser.add_argument("--preset", default=None, help="speedrun YAML (default: configs/speedrun-*min.yaml)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads per run (default: torch's own)")
     parser.add_argument("--out", default=str(HERE / "results" / "speedrun.json"))
