@@ -83,14 +83,15 @@ def from_run_config(run: RunConfig) -> SpeedrunConfig:
     return SpeedrunConfig(vocab_size=run.tokenizer.vocab_size, model=run.model, train=train)
 
 
-def load_speedrun_config(path: str | Path) -> SpeedrunConfig:
-    """A speedrun recipe from a train() YAML file (the format of configs/*.yaml)."""
-    return from_run_config(load_config(str(path)))
+def load_speedrun_config(path: str | Path, overrides: list[str] = ()) -> SpeedrunConfig:
+    """A speedrun recipe from a train() YAML file (the format of configs/*.yaml), then `key=value` overrides."""
+    return from_run_config(load_config(str(path), overrides))
 
 
-def load_speedrun_preset(minutes: float) -> SpeedrunConfig:
-    """The preset tuned for the nearest budget: configs/speedrun-1min.yaml below 3 minutes, else speedrun-5min.yaml."""
-    return load_speedrun_config(PRESETS / ("speedrun-1min.yaml" if minutes < 3 else "speedrun-5min.yaml"))
+def load_speedrun_preset(minutes: float, overrides: list[str] = ()) -> SpeedrunConfig:
+    """The preset tuned for the nearest budget: configs/speedrun-1min.yaml below 3 minutes, else speedrun-5min.yaml;
+    then `key=value` overrides (e.g. "train.weight_decay=4")."""
+    return load_speedrun_config(PRESETS / ("speedrun-1min.yaml" if minutes < 3 else "speedrun-5min.yaml"), overrides)
 
 
 def split_corpus(text: str, prefix_bytes: int | None = PREFIX_BYTES, val_frac: float = 0.1) -> dict[str, str]:

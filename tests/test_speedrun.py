@@ -4,12 +4,14 @@ model and for the plain-PyTorch nanoGPT baseline it is judged against (benchmark
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 from pathlib import Path
 
 import pytest
 import torch
 
+from scratchllm.cli import main
 from scratchllm.config import InputError
 from scratchllm.model import GPT, GPTConfig
 from scratchllm.speedrun import (
@@ -131,3 +133,20 @@ def test_bad_budget_and_char_tokenizer_are_input_errors(tmp_path):
     path.write_text("tokenizer: {type: char}\ntrain: {max_steps: 0, max_minutes: 1}\n")
     with pytest.raises(InputError, match="tokenizer.type"):
         load_speedrun_config(path)
+
+
+def test_cli_speedrun_overrides_reach_the_recipe_and_a_bad_key_exits_2(tiny_corpus_file, tmp_path, capsys):
+    small = {"tokenizer.vocab_size": 300, "model.n_layer": 1, "model.n_head": 2, "model.n_embd": 32,
+             "model.block_size": 32, "train.batch_size": 4}
+    sets = [arg for key, value in small.items() for arg in ("--set", f"{key}={value}")]
+    out = tmp_path / "report.json"
+    assert main(["speedrun", "--minutes", "0.03", "--corpus", str(tiny_corpus_file), "--full", *sets,
+                 "--out", str(out)]) == 0
+    config = json.loads(out.read_text())["config"]
+    assert (config["vocab_size"], config["train"]["batch_size"]) == (300, 4)
+    assert {k: config["model"][k] for k in ("n_layer", "n_head", "n_embd", "block_size")} == \
+        {"n_layer": 1, "n_head": 2, "n_embd": 32, "block_size": 32}
+    capsys.readouterr()
+    assert main(["speedrun", "--minutes", "0.03", "--set", "train.no_such_key=1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "train.no_such_key" in err[0]

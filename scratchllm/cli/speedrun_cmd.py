@@ -11,9 +11,10 @@ import sys
 
 def _run_speedrun(args) -> int:
     from scratchllm.config import write_json
-    from scratchllm.speedrun import PREFIX_BYTES, load_speedrun_config, speedrun
+    from scratchllm.speedrun import PREFIX_BYTES, load_speedrun_config, load_speedrun_preset, speedrun
 
-    config = load_speedrun_config(args.config) if args.config else None
+    config = (load_speedrun_config(args.config, args.overrides) if args.config
+              else load_speedrun_preset(args.minutes, args.overrides))
     report = speedrun(args.minutes, config, corpus=args.corpus, prefix_bytes=None if args.full else PREFIX_BYTES,
                       progress=True)
     print(f"val {report['bpb']['val']:.3f} bits/byte, holdout (last 10% of the corpus) "
@@ -33,9 +34,11 @@ def register(sub) -> None:
         description="Train the CPU speedrun preset (configs/speedrun-1min.yaml below 3 minutes, else "
         "speedrun-5min.yaml) for a wall-clock budget on the first 1,115,394 bytes of the corpus (90/10 split, as "
         "nanoGPT's Shakespeare), then report bits/byte on every val byte and on the corpus's last 10%. "
-        "Example: scratchllm speedrun --minutes 1")
+        "Example: scratchllm speedrun --minutes 5 --set model.block_size=256 --set train.batch_size=16")
     p.add_argument("--minutes", type=float, default=1.0, help="wall-clock training budget (default 1)")
     p.add_argument("--config", default=None, metavar="FILE", help="a speedrun YAML instead of the preset")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a key of the recipe's YAML, e.g. train.weight_decay=4 (repeatable)")
     p.add_argument("--corpus", default="shakespeare", help="built-in corpus name, file, folder or glob")
     p.add_argument("--full", action="store_true", help="train on 90%% of the whole corpus, not its first 1.1 MB")
     p.add_argument("--out", default=None, metavar="FILE", help="also write the full report as JSON")
