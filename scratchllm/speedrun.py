@@ -71,6 +71,12 @@ class SpeedrunConfig:
     """Optimizer and schedule."""
 
 
+READ_TRAIN_KEYS = ("batch_size", "lr", "min_lr", "warmup_steps", "weight_decay", "beta2", "grad_clip", "dtype",
+                   "compile", "seed")
+"""The train.* keys of a train() config that from_run_config carries into the recipe; the rest (max_minutes,
+grad_accum, beta1, evaluation and checkpoint cadence ...) belong to train() alone."""
+
+
 def from_run_config(run: RunConfig) -> SpeedrunConfig:
     """The speedrun recipe in a train() config: presets are shared, so `scratchllm train --preset speedrun-5min`
     trains the same model (with train()'s cosine schedule, and its evaluations inside the wall clock)."""
@@ -83,8 +89,21 @@ def from_run_config(run: RunConfig) -> SpeedrunConfig:
     return SpeedrunConfig(vocab_size=run.tokenizer.vocab_size, model=run.model, train=train)
 
 
+def check_recipe_keys(overrides: list[str]) -> None:
+    """An override the recipe would silently ignore is an InputError: it reads model.*, tokenizer.vocab_size and
+    the train keys of READ_TRAIN_KEYS; the budget comes from the minutes given, the corpus from its own argument."""
+    for item in overrides:
+        key = item.split("=", 1)[0].strip()
+        section, _, name = key.partition(".")
+        read = section == "model" or key == "tokenizer.vocab_size" or (section == "train" and name in READ_TRAIN_KEYS)
+        if not read:
+            raise InputError(f"the speedrun does not read {key}; it reads model.*, tokenizer.vocab_size and "
+                             f"train.{{{','.join(READ_TRAIN_KEYS)}}}")
+
+
 def load_speedrun_config(path: str | Path, overrides: list[str] = ()) -> SpeedrunConfig:
     """A speedrun recipe from a train() YAML file (the format of configs/*.yaml), then `key=value` overrides."""
+    check_recipe_keys(overrides)
     return from_run_config(load_config(str(path), overrides))
 
 

@@ -16,6 +16,7 @@ from scratchllm.config import InputError
 from scratchllm.model import GPT, GPTConfig
 from scratchllm.speedrun import (
     PREFIX_BYTES,
+    READ_TRAIN_KEYS,
     SpeedrunConfig,
     SpeedrunTrain,
     evaluate_bpb,
@@ -147,6 +148,16 @@ def test_cli_speedrun_overrides_reach_the_recipe_and_a_bad_key_exits_2(tiny_corp
     assert {k: config["model"][k] for k in ("n_layer", "n_head", "n_embd", "block_size")} == \
         {"n_layer": 1, "n_head": 2, "n_embd": 32, "block_size": 32}
     capsys.readouterr()
-    assert main(["speedrun", "--minutes", "0.03", "--set", "train.no_such_key=1"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "train.no_such_key" in err[0]
+    for key in ("train.no_such_key", "train.beta1", "train.max_minutes", "data.corpus"):  # unknown, or not read
+        assert main(["speedrun", "--minutes", "0.03", "--set", f"{key}=1"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and key in err[0]
+
+
+OTHER_VALUES = {"batch_size": 7, "lr": 0.0123, "min_lr": 0.0007, "warmup_steps": 3, "weight_decay": 0.37,
+                "beta2": 0.9, "grad_clip": 0.5, "dtype": "float32", "compile": True, "seed": 7}
+
+
+@pytest.mark.parametrize("key", READ_TRAIN_KEYS)
+def test_every_train_key_the_speedrun_accepts_changes_its_recipe(key):
+    assert load_speedrun_preset(1, [f"train.{key}={OTHER_VALUES[key]}"]).train != load_speedrun_preset(1).train

@@ -38,7 +38,8 @@ def register(sub) -> None:
     p.add_argument("--minutes", type=float, default=1.0, help="wall-clock training budget (default 1)")
     p.add_argument("--config", default=None, metavar="FILE", help="a speedrun YAML instead of the preset")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a key of the recipe's YAML, e.g. train.weight_decay=4 (repeatable)")
+                   help="override a key the recipe reads (model.*, tokenizer.vocab_size, train.lr, "
+                   "train.weight_decay ...), e.g. train.weight_decay=4 (repeatable)")
     p.add_argument("--corpus", default="shakespeare", help="built-in corpus name, file, folder or glob")
     p.add_argument("--full", action="store_true", help="train on 90%% of the whole corpus, not its first 1.1 MB")
     p.add_argument("--out", default=None, metavar="FILE", help="also write the full report as JSON")
