@@ -9,12 +9,12 @@ writes doctor.json. This module does not train, plot or roll back: train.py acts
 from __future__ import annotations
 
 import json
-import math
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from scratchllm.config import InputError, write_json
+from scratchllm.runfolder import is_finite, read_jsonl
 
 
 @dataclass
@@ -100,10 +100,6 @@ class Thresholds:
 DEFAULT = Thresholds()
 
 
-def _finite(x) -> bool:
-    return x is not None and isinstance(x, (int, float)) and math.isfinite(x)
-
-
 def _train(records: list[dict]) -> list[dict]:
     return [r for r in records if r.get("kind", "train") == "train"]
 
@@ -123,7 +119,7 @@ def _divergence(symptom: str, evidence: str) -> Finding:
 def _nonfinite(rec: dict) -> Finding | None:
     for key in ("loss", "grad_norm"):
         value = rec.get(key)
-        if value is not None and not _finite(value):
+        if value is not None and not is_finite(value):
             evidence = f"{key}={value} at step {rec.get('step')}"
             return _divergence(f"{key} became {value} (not a finite number)", evidence)
     return None
@@ -131,7 +127,7 @@ def _nonfinite(rec: dict) -> Finding | None:
 
 def _exploding_loss(rec: dict, best: tuple[float, int] | None, th: Thresholds) -> Finding | None:
     loss = rec.get("loss")
-    if best is None or not _finite(loss):
+    if best is None or not is_finite(loss):
         return None
     low, low_step = best
     if loss > low * th.explode_ratio and loss - low > th.explode_margin:
@@ -143,7 +139,7 @@ def _exploding_loss(rec: dict, best: tuple[float, int] | None, th: Thresholds) -
 
 def _sustained_loss(rec: dict, prev: list[dict], best: tuple[float, int] | None, th: Thresholds) -> Finding | None:
     """`best` is the best loss before the window, so a loss that just fell does not count against itself."""
-    window = [r["loss"] for r in [*prev[-(th.sustained_window - 1):], rec] if _finite(r.get("loss"))]
+    window = [r["loss"] for r in [*prev[-(th.sustained_window - 1):], rec] if is_finite(r.get("loss"))]
     if best is None or len(window) < th.sustained_window:
         return None
     low, low_step = best
@@ -162,9 +158,9 @@ def _median(values: list[float]) -> float:
 
 
 def _exploding_grad(rec: dict, prev: list[dict], th: Thresholds) -> Finding | None:
-    norms = [r["grad_norm"] for r in prev[-th.grad_window:] if _finite(r.get("grad_norm"))]
+    norms = [r["grad_norm"] for r in prev[-th.grad_window:] if is_finite(r.get("grad_norm"))]
     norm = rec.get("grad_norm")
-    if len(norms) < max(2, th.grad_window // 2) or not _finite(norm):
+    if len(norms) < max(2, th.grad_window // 2) or not is_finite(norm):
         return None
     typical = _median(norms)
     if typical > 0 and norm > th.grad_ratio * typical:
@@ -175,7 +171,7 @@ def _exploding_grad(rec: dict, prev: list[dict], th: Thresholds) -> Finding | No
 
 
 def _best(train: list[dict]) -> tuple[float, int] | None:
-    losses = [(r["loss"], r.get("step")) for r in train if _finite(r.get("loss"))]
+    losses = [(r["loss"], r.get("step")) for r in train if is_finite(r.get("loss"))]
     return min(losses, key=lambda x: x[0]) if losses else None
 
 
@@ -205,7 +201,7 @@ def _first_divergence(train: list[dict], th: Thresholds) -> Finding | None:
     best: list[tuple[float, int] | None] = [None]  # best[i]: the best loss among train[:i]
     for rec in train:
         loss, low = rec.get("loss"), best[-1]
-        best.append((loss, rec.get("step")) if _finite(loss) and (low is None or loss < low[0]) else low)
+        best.append((loss, rec.get("step")) if is_finite(loss) and (low is None or loss < low[0]) else low)
     for i, rec in enumerate(train):
         window_start = max(0, i + 1 - th.sustained_window)
         finding = _judge(rec, train[max(0, i - th.grad_window):i], best[i], best[window_start], th)
@@ -257,7 +253,7 @@ def _lr_cause(start: float, end: float, peak_lr: float | None, th: Thresholds) -
 def rule_not_decreasing(metrics: list[dict], th: Thresholds = DEFAULT) -> list[Finding]:
     """The median loss of the last fifth of training against the first fifth (medians, so that a spike rolled back
     does not count as progress); fires below `plateau_rel_drop`."""
-    losses = [r["loss"] for r in _train(metrics) if _finite(r.get("loss"))]
+    losses = [r["loss"] for r in _train(metrics) if is_finite(r.get("loss"))]
     if len(losses) < th.plateau_min_records:
         return []
     k = max(3, len(losses) // 5)
@@ -265,7 +261,7 @@ def rule_not_decreasing(metrics: list[dict], th: Thresholds = DEFAULT) -> list[F
     drop = (start - end) / abs(start) if start else 0.0
     if drop >= th.plateau_rel_drop:
         return []
-    lrs = [r["lr"] for r in _train(metrics) if _finite(r.get("lr"))]
+    lrs = [r["lr"] for r in _train(metrics) if is_finite(r.get("lr"))]
     peak_lr = max(lrs) if lrs else None
     return [Finding(
         rule="not_decreasing",
@@ -350,8 +346,8 @@ def rule_repetition(samples: list[dict], config: dict, th: Thresholds = DEFAULT)
 
 def rule_overfitting(metrics: list[dict], th: Thresholds = DEFAULT) -> list[Finding]:
     """The val - train loss gap at the last eval against its smallest value over the run, once val has risen."""
-    evals = [r for r in metrics if r.get("kind") == "eval" and _finite(r.get("val_loss"))
-             and _finite(r.get("train_loss"))]
+    evals = [r for r in metrics if r.get("kind") == "eval" and is_finite(r.get("val_loss"))
+             and is_finite(r.get("train_loss"))]
     if len(evals) < 2:
         return []
     gaps = [r["val_loss"] - r["train_loss"] for r in evals]
@@ -387,7 +383,7 @@ _SPEED_FIX = ("use bf16 autocast (fast on GPUs and on CPUs with AMX; on small CP
 
 def _eta(last: dict, planned: int) -> float | None:
     step, elapsed = last.get("step"), last.get("elapsed_s")
-    if not (_finite(step) and _finite(elapsed)) or step <= 0:
+    if not (is_finite(step) and is_finite(elapsed)) or step <= 0:
         return None
     return (planned - step) * elapsed / step
 
@@ -395,7 +391,7 @@ def _eta(last: dict, planned: int) -> float | None:
 def rule_too_slow(metrics: list[dict], config: dict, th: Thresholds = DEFAULT) -> list[Finding]:
     """Fires when the planned steps cannot fit the time budget at the measured speed (warning: elapsed + ETA over
     the budget), or when the model FLOPs utilisation is far below what this hardware reaches (info)."""
-    train = [r for r in _train(metrics) if _finite(r.get("elapsed_s"))]
+    train = [r for r in _train(metrics) if is_finite(r.get("elapsed_s"))]
     if len(train) < 2:
         return []
     last, (planned, budget) = train[-1], _goal(config)
@@ -409,7 +405,7 @@ def rule_too_slow(metrics: list[dict], config: dict, th: Thresholds = DEFAULT) -
             cause="the model, batch or context is too large for this hardware at its current speed",
             fix=_SPEED_FIX)]
     mfu = last.get("mfu")
-    if _finite(mfu) and 0 < mfu < th.slow_mfu:
+    if is_finite(mfu) and 0 < mfu < th.slow_mfu:
         return [Finding(
             rule="too_slow", severity="info", symptom="the hardware is mostly idle during training",
             evidence=f"{speed}; model FLOPs utilisation {mfu:.1%} (threshold {th.slow_mfu:.0%})",
@@ -426,19 +422,6 @@ def diagnose(metrics: list[dict], samples: list[dict], config: dict, th: Thresho
              + rule_repetition(samples, config, th) + rule_too_slow(metrics, config, th))
     order = {"error": 0, "warning": 1, "info": 2}
     return sorted(found, key=lambda f: order.get(f.severity, 3))
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    """The records of a JSON-lines file; a broken line is an InputError naming it."""
-    records = []
-    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            raise InputError(f"{path}: line {i} is not valid JSON") from None
-    return records
 
 
 def read_run(run_dir) -> tuple[list[dict], list[dict], dict]:

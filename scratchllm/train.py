@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import io
 import json
 import math
 import shutil
@@ -30,11 +29,12 @@ from tqdm import tqdm
 
 from scratchllm import distributed, metrics
 from scratchllm.checkpoint import CheckpointError, load_model, save_model
-from scratchllm.config import InputError, apply_overrides, atomic_write_bytes, from_dict, load_yaml, to_dict, write_json
+from scratchllm.config import InputError, apply_overrides, from_dict, load_yaml, to_dict
 from scratchllm.data import BatchStream, load_corpus, load_split, prepare, split_corpus
 from scratchllm.doctor import check_step
 from scratchllm.generate import generate_text
 from scratchllm.model import GPT, GPTConfig
+from scratchllm.runfolder import ATTENTION_ARRAYS, RunWriter
 from scratchllm.tokenizer import CharTokenizer, Tokenizer, load_tokenizer, train_bpe
 
 PRESETS = Path(__file__).resolve().parent / "configs"  # shipped in the package; ./configs links here
@@ -413,37 +413,6 @@ def load_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer, streams: d
 # ----------------------------------------------------------------------------- the run folder (rank 0 writes)
 
 
-class RunWriter:
-    """Appends metrics.jsonl / samples.jsonl records and writes attention records; silent when not `enabled`."""
-
-    def __init__(self, run_dir: Path, enabled: bool = True, fresh: bool = True):
-        self.run_dir, self.enabled = run_dir, enabled
-        if enabled and fresh:
-            for name in ("metrics.jsonl", "samples.jsonl", "summary.json"):
-                (run_dir / name).unlink(missing_ok=True)
-            shutil.rmtree(run_dir / "attention", ignore_errors=True)
-            shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
-
-    def append(self, name: str, record: dict) -> None:
-        if self.enabled:
-            with open(self.run_dir / name, "a", encoding="utf-8") as f:
-                f.write(json.dumps(record) + "\n")
-
-    def metric(self, record: dict) -> None:
-        self.append("metrics.jsonl", record)
-
-    def event(self, step: int, event: str, message: str) -> None:
-        self.metric({"kind": "event", "step": step, "event": event, "message": message})
-
-    def write_json(self, name: str, obj) -> None:
-        if self.enabled:
-            write_json(self.run_dir / name, obj)
-
-    def bytes(self, name: str, data: bytes) -> None:
-        if self.enabled:
-            atomic_write_bytes(self.run_dir / name, data)
-
-
 def probe_ids(tokenizer: Tokenizer, text: str, block_size: int) -> list[int]:
     """The probe text's ids cut to block_size; characters a char tokenizer lacks are dropped."""
     if isinstance(tokenizer, CharTokenizer):
@@ -455,8 +424,7 @@ def probe_ids(tokenizer: Tokenizer, text: str, block_size: int) -> list[int]:
 
 
 def write_probe(writer: RunWriter, tokenizer: Tokenizer, ids: list[int], text: str) -> None:
-    labels = [tokenizer.token_bytes(i).decode("utf-8", errors="replace") for i in ids]
-    writer.write_json("attention/probe.json", {"text": text, "token_ids": ids, "tokens": labels})
+    writer.probe(text, ids, [tokenizer.token_bytes(i).decode("utf-8", errors="replace") for i in ids])
 
 
 def record_attention(writer: RunWriter, model: GPT | None, ids: list[int], step: int, device: torch.device) -> None:
@@ -464,11 +432,8 @@ def record_attention(writer: RunWriter, model: GPT | None, ids: list[int], step:
     if not ids or model is None or not writer.enabled:
         return
     layers = model.inspect(torch.tensor([ids], device=device))
-    arrays = {name: torch.stack([layer[name][0] for layer in layers]).float().cpu().numpy().astype(np.float16)
-              for name in ("att", "q", "k", "v")}
-    buf = io.BytesIO()
-    np.savez_compressed(buf, step=np.array(step), **arrays)
-    writer.bytes(f"attention/step_{step:06d}.npz", buf.getvalue())
+    writer.attention(step, {name: torch.stack([layer[name][0] for layer in layers]).float().cpu().numpy()
+                            for name in ATTENTION_ARRAYS})
 
 
 # ----------------------------------------------------------------------------- setting a run up

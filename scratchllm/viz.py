@@ -52,7 +52,7 @@ def _finite(x) -> bool:
 
 
 def _records(run: Path) -> list[dict]:
-    from scratchllm.doctor import read_jsonl
+    from scratchllm.runfolder import read_jsonl
 
     if not (run / "metrics.jsonl").is_file():
         raise Skip("no metrics.jsonl")

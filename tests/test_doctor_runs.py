@@ -11,7 +11,8 @@ import shutil
 import pytest
 
 from scratchllm.config import apply_overrides
-from scratchllm.doctor import diagnose_run, read_jsonl
+from scratchllm.doctor import diagnose_run
+from scratchllm.runfolder import read_jsonl
 from scratchllm.train import load_preset, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -10,7 +10,7 @@ import scratchllm
 # Lower number = lower layer. A module may import only from strictly lower layers (or its own package).
 LAYERS = {
     "config": 0, "metrics": 0,
-    "tokenizer": 1, "model": 1,
+    "tokenizer": 1, "model": 1, "runfolder": 1,
     "data": 2, "convert": 2, "checkpoint": 2, "distributed": 2,
     "generate": 3, "doctor": 3,
     "train": 4,
