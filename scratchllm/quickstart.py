@@ -7,7 +7,6 @@ run folder it leaves behind.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 from scratchllm.data import load_corpus
 from scratchllm.doctor import diagnose_run
 from scratchllm.report import build_report
+from scratchllm.runfolder import SAMPLES, read_jsonl_lenient
 from scratchllm.tokenizer.compare import compare_tokenizers, write_comparison
 from scratchllm.train import RunConfig, load_preset, train
 from scratchllm.viz import render_all
@@ -45,10 +45,7 @@ def _compare(text: str, vocab_size: int, run_dir: Path) -> None:
 
 
 def _final_samples(run_dir: Path) -> list[dict]:
-    path = run_dir / "samples.jsonl"
-    if not path.exists():
-        return []
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = [r for r in read_jsonl_lenient(run_dir / SAMPLES)[0] if isinstance(r.get("step"), int)]
     last = max((r["step"] for r in rows), default=None)
     return [r for r in rows if r["step"] == last]
 

@@ -1,20 +1,19 @@
 """Pictures of one run, drawn from its folder: loss and LR curves, attention heatmaps and how they evolve, the
 attention pipeline of one head, token embeddings (PCA) and how each tokenizer splits a sentence.
 
-Reads only the run folder (metrics.jsonl, attention/, checkpoints/latest/, tokenizer.json) and writes figures/ as
-PNG + SVG (plus one GIF) through atomic writes. It neither trains nor records: train.py writes the attention records
-drawn here. A figure whose inputs are missing is skipped with a note, never a crash.
+Reads only the run folder, through runfolder.py (metrics.jsonl, attention/, checkpoints/latest/, tokenizer.json),
+and writes figures/ as PNG + SVG (plus one GIF) through atomic writes; `render_all(..., only_missing=True)` draws
+just the figures not there yet (the report's way in). It neither trains nor records: train.py writes the attention
+records drawn here. A figure whose inputs are missing is skipped with a note, never a crash. It also owns how a
+token is shown on a label (`token_text`, `visible`), which the report's tables use too.
 """
 
 from __future__ import annotations
 
 import io
-import json
 import math
 import os
-import re
 import warnings
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +24,17 @@ from matplotlib.figure import Figure
 from matplotlib.patches import FancyBboxPatch
 
 from scratchllm.config import InputError, atomic_write_bytes
+from scratchllm.runfolder import (
+    CHECKPOINTS,
+    METRICS,
+    TOKENIZER,
+    attention_files,
+    is_finite,
+    load_attention,
+    read_jsonl_lenient,
+    read_probe,
+)
+from scratchllm.runfolder import FIGURES as FIGURE_DIR
 
 DEFAULT_SENTENCE = "To be, or not to be, that is the question."
 MAX_EVOLUTION_STEPS = 6
@@ -47,16 +57,10 @@ def _save(fig: Figure, out: Path, name: str) -> list[Path]:
     return paths
 
 
-def _finite(x) -> bool:
-    return isinstance(x, (int, float)) and math.isfinite(x)
-
-
 def _records(run: Path) -> list[dict]:
-    from scratchllm.runfolder import read_jsonl
-
-    if not (run / "metrics.jsonl").is_file():
-        raise Skip("no metrics.jsonl")
-    return read_jsonl(run / "metrics.jsonl")
+    if not (run / METRICS).is_file():
+        raise Skip(f"no {METRICS}")
+    return read_jsonl_lenient(run / METRICS)[0]
 
 
 # ---------------------------------------------------------------- loss curves
@@ -91,7 +95,7 @@ def _clip_spikes(ax, losses: list[float]) -> None:
 
 
 def _plot_lr(ax, kept: list[dict]) -> None:
-    lr = [(r["step"], r["lr"]) for r in kept if _finite(r.get("lr"))]
+    lr = [(r["step"], r["lr"]) for r in kept if is_finite(r.get("lr"))]
     handles = ax.get_legend_handles_labels()[0]
     if lr:
         ax2 = ax.twinx()
@@ -105,8 +109,8 @@ def _plot_lr(ax, kept: list[dict]) -> None:
 def plot_loss(run: Path, out: Path) -> list[Path]:
     """Train loss per step, train/val loss at each eval, rollbacks, and the LR schedule on a twin axis."""
     metrics = _records(run)
-    train = [r for r in metrics if r.get("kind") == "train" and _finite(r.get("loss"))]
-    evals = [r for r in metrics if r.get("kind") == "eval" and _finite(r.get("val_loss"))]
+    train = [r for r in metrics if r.get("kind") == "train" and is_finite(r.get("loss"))]
+    evals = [r for r in metrics if r.get("kind") == "eval" and is_finite(r.get("val_loss"))]
     if not train:
         raise Skip("no finite train losses in metrics.jsonl")
     kept, discarded = split_rolled_back(train)
@@ -129,45 +133,36 @@ def plot_loss(run: Path, out: Path) -> list[Path]:
 # ---------------------------------------------------------------- attention records
 
 
-def _label(piece: str, width: int = 8) -> str:
-    """A token made visible in a tick label: spaces, newlines and tabs get symbols, other control characters
-    an escape (they are not valid in SVG); long ones are cut. Example: " the\n" -> "␣the↵"."""
+def visible(piece: str, width: int | None = None) -> str:
+    """A token made visible on a label: spaces, newlines and tabs get symbols, other control characters an escape
+    (they are not valid in SVG or a PDF table); cut to `width` characters if given. Example: " the\n" -> "␣the↵"."""
     shown = piece.replace(" ", "\u2423").replace("\n", "\u21b5").replace("\t", "\u21e5")
-    shown = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in shown)  # control bytes break SVG
-    return shown if len(shown) <= width else shown[: width - 1] + "\u2026"
+    shown = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in shown)
+    return shown if width is None or len(shown) <= width else shown[: width - 1] + "\u2026"
 
 
-def attention_files(run: Path) -> list[tuple[int, Path]]:
-    """(step, path) of every attention record, in step order."""
-    files = []
-    for path in (run / "attention").glob("step_*.npz"):
-        match = re.fullmatch(r"step_(\d+)\.npz", path.name)
-        if match:
-            files.append((int(match.group(1)), path))
+def token_text(tokenizer, i: int) -> str:
+    """The text of token `i`; a piece that cuts a multi-byte character shows U+FFFD. Example: 256 -> " th"."""
+    return tokenizer.token_bytes(i).decode("utf-8", errors="replace")
+
+
+def _attention_files(run: Path) -> list[tuple[int, Path]]:
+    files = attention_files(run)
     if not files:
         raise Skip("no attention records (attention/step_*.npz)")
-    return sorted(files)
+    return files
 
 
-def load_record(path: Path) -> dict[str, np.ndarray]:
-    """One attention record as float32 arrays: att (L, H, T, T); q, k, v (L, H, T, hd)."""
+def _att(path: Path) -> dict[str, np.ndarray]:
     try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {name: z[name].astype(np.float32) for name in z.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as e:
-        raise Skip(f"unreadable attention record {path.name}: {e}") from None
-    if "att" not in arrays or arrays["att"].ndim != 4:
-        raise Skip(f"attention record {path.name} has no att array of shape (L, H, T, T)")
-    return arrays
+        return load_attention(path)
+    except ValueError as e:
+        raise Skip(str(e)) from None
 
 
 def probe_tokens(run: Path, length: int) -> list[str]:
     """Tick labels of the probe text's tokens (positions if attention/probe.json is missing)."""
-    try:
-        tokens = json.loads((run / "attention" / "probe.json").read_text())["tokens"]
-    except (OSError, ValueError, KeyError, TypeError):
-        tokens = []
-    tokens = [_label(str(t)) for t in tokens][:length]
+    tokens = [visible(t, 8) for t in read_probe(run)["tokens"]][:length]
     return tokens + [str(i) for i in range(len(tokens), length)]
 
 
@@ -189,8 +184,8 @@ def _heads_grid(n: int, per_row: int = 4) -> tuple[int, int]:
 
 def plot_attention_layers(run: Path, out: Path) -> list[Path]:
     """One figure per layer at the last recorded step: a heatmap per head, probe tokens on both axes."""
-    step, path = attention_files(run)[-1]
-    att = load_record(path)["att"]  # (L, H, T, T)
+    step, path = _attention_files(run)[-1]
+    att = _att(path)["att"]  # (L, H, T, T)
     tokens = probe_tokens(run, att.shape[-1])
     paths = []
     for layer in range(att.shape[0]):
@@ -223,7 +218,7 @@ def _pick(items: list, n: int) -> list:
 
 def plot_attention_evolution(run: Path, out: Path) -> list[Path]:
     """Grid of heatmaps of the last layer: rows are training steps, columns are heads."""
-    records = [(step, load_record(path)["att"]) for step, path in _pick(attention_files(run), MAX_EVOLUTION_STEPS)]
+    records = [(step, _att(path)["att"]) for step, path in _pick(_attention_files(run), MAX_EVOLUTION_STEPS)]
     layer = records[0][1].shape[0] - 1
     atts = [(step, att[layer]) for step, att in records]  # (H, T, T) each
     heads = min(atts[0][1].shape[0], MAX_PANEL_HEADS)
@@ -248,12 +243,12 @@ def plot_attention_evolution(run: Path, out: Path) -> list[Path]:
 
 def plot_attention_cube(run: Path, out: Path) -> list[Path]:
     """3D cube of one head (last layer, head 0): step x query x key; brighter, more opaque = more attention."""
-    files = _pick(attention_files(run), MAX_EVOLUTION_STEPS * 2)
+    files = _pick(_attention_files(run), MAX_EVOLUTION_STEPS * 2)
     fig = Figure(figsize=(7.5, 6.5))
     ax = fig.add_subplot(projection="3d")
     cmap = colormaps["viridis"]
     for z, (_, path) in enumerate(files):
-        att = load_record(path)["att"][-1, 0]  # (T, T)
+        att = _att(path)["att"][-1, 0]  # (T, T)
         query, key = np.nonzero(att > 0.02)
         weight = att[query, key]
         colors = cmap(weight)
@@ -271,8 +266,8 @@ def plot_attention_cube(run: Path, out: Path) -> list[Path]:
 
 def animate_attention(run: Path, out: Path) -> list[Path]:
     """Animated GIF: the heads of the last layer, one frame per recorded step."""
-    files = _pick(attention_files(run), MAX_GIF_FRAMES)
-    first = load_record(files[0][1])["att"][-1]
+    files = _pick(_attention_files(run), MAX_GIF_FRAMES)
+    first = _att(files[0][1])["att"][-1]
     heads = min(first.shape[0], MAX_PANEL_HEADS)
     fig = Figure(figsize=(2.6 * heads, 3.0), layout="constrained")
     axes = fig.subplots(1, heads, squeeze=False)[0]
@@ -284,7 +279,7 @@ def animate_attention(run: Path, out: Path) -> list[Path]:
     writer = PillowWriter(fps=2)
     with writer.saving(fig, str(tmp), dpi=80):
         for step, file in files:
-            att = load_record(file)["att"][-1]
+            att = _att(file)["att"][-1]
             for h, image in enumerate(images):
                 image.set_data(att[h])
             fig.suptitle(f"Last layer attention at step {step}")
@@ -323,8 +318,8 @@ def _panel(fig, spec, mat, title, xlabel, ylabel, xt, yt, cmap="viridis", **kw):
 
 def plot_attention_pipeline(run: Path, out: Path, layer: int = -1, head: int = 0) -> list[Path]:
     """Q, K, V heatmaps -> QKᵀ/√d -> causal mask -> softmax -> ·V for one head at the last recorded step."""
-    step, path = attention_files(run)[-1]
-    rec = load_record(path)
+    step, path = _attention_files(run)[-1]
+    rec = _att(path)
     if not {"q", "k", "v"} <= set(rec):
         raise Skip(f"attention record {path.name} has no q, k, v arrays")
     layer = layer % rec["q"].shape[0]
@@ -371,23 +366,16 @@ def _embedding_matrix(model) -> np.ndarray:
     raise Skip("no token embedding table found in the model")
 
 
-def _token_text(tok, i: int) -> str:
-    return tok.token_bytes(i).decode("utf-8", errors="replace")
-
-
 def _annotated_ids(run: Path, tok, vocab: int, limit: int = 70) -> list[int]:
     """Which tokens get a label: the probe's tokens first, then tokens holding a letter, spread over the ids."""
-    try:
-        ids = [int(i) for i in json.loads((run / "attention" / "probe.json").read_text())["token_ids"]]
-    except (OSError, ValueError, KeyError, TypeError):
-        ids = []
+    ids = read_probe(run)["token_ids"]
     chosen = list(dict.fromkeys(i for i in ids if 0 <= i < vocab))[:limit]
-    wordy = [i for i in range(vocab) if i not in set(chosen) and any(c.isalpha() for c in _token_text(tok, i))]
+    wordy = [i for i in range(vocab) if i not in set(chosen) and any(c.isalpha() for c in token_text(tok, i))]
     return chosen + _pick(wordy, limit - len(chosen)) if limit > len(chosen) else chosen
 
 
 def _load_checkpoint(run: Path):
-    ckpt = run / "checkpoints" / "latest"
+    ckpt = run / CHECKPOINTS / "latest"
     if not (ckpt / "model.safetensors").is_file():
         raise Skip("no checkpoint at checkpoints/latest")
     from scratchllm.checkpoint import load_model
@@ -406,7 +394,7 @@ def plot_embeddings(run: Path, out: Path) -> list[Path]:
     ax = fig.add_subplot()
     ax.scatter(coords[:, 0], coords[:, 1], s=8, alpha=0.35, color="tab:blue", label="token")
     for i in _annotated_ids(run, tok, len(coords)):
-        ax.annotate(_label(_token_text(tok, i), 10), coords[i], fontsize=7, alpha=0.9)
+        ax.annotate(visible(token_text(tok, i), 10), coords[i], fontsize=7, alpha=0.9)
     ax.set(xlabel=f"principal component 1 ({share[0]:.0%} of variance)",
            ylabel=f"principal component 2 ({share[1]:.0%} of variance)",
            title=f"Token embeddings (vocab {len(coords)}, width {model.config.n_embd}) projected by PCA")
@@ -414,11 +402,8 @@ def plot_embeddings(run: Path, out: Path) -> list[Path]:
 
 
 def _sentence(run: Path) -> str:
-    try:
-        text = json.loads((run / "attention" / "probe.json").read_text())["text"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return DEFAULT_SENTENCE
-    line = next((s.strip() for s in str(text).splitlines() if len(s.strip()) > 10), "")
+    text = read_probe(run)["text"]
+    line = next((s.strip() for s in text.splitlines() if len(s.strip()) > 10), "")
     return line[:80] or DEFAULT_SENTENCE
 
 
@@ -431,18 +416,18 @@ def segmentations(sentence: str, run_tokenizer) -> list[tuple[str, list[str]]]:
     rows = [("characters", CharTokenizer.train(sentence)),
             (f"this run's {kind} tokenizer (vocab {run_tokenizer.vocab_size})", run_tokenizer),
             ("words (GPT-4 split pattern)", WordTokenizer.train(sentence, vocab_size=len(sentence) + 2))]
-    return [(title, [_token_text(tok, i) for i in tok.encode(sentence)]) for title, tok in rows]
+    return [(title, [token_text(tok, i) for i in tok.encode(sentence)]) for title, tok in rows]
 
 
 def _draw_boxes(ax, y: float, pieces: list[str], width: float) -> float:
     """Draw pieces as coloured boxes from the left at height y, wrapping at `width`; returns the next free y."""
     x, colors = 0.0, colormaps["tab20"]
     for i, piece in enumerate(pieces):
-        w = max(len(_label(piece, 40)), 1) * 0.62 + 0.4
+        w = max(len(visible(piece, 40)), 1) * 0.62 + 0.4
         if x + w > width:
             x, y = 0.0, y - 1.3
         ax.add_patch(FancyBboxPatch((x, y), w - 0.15, 1.0, boxstyle="round,pad=0.02", color=colors(i % 20)))
-        ax.text(x + (w - 0.15) / 2, y + 0.5, _label(piece, 40), ha="center", va="center", family="monospace",
+        ax.text(x + (w - 0.15) / 2, y + 0.5, visible(piece, 40), ha="center", va="center", family="monospace",
                 fontsize=9)
         x += w
     return y - 2.2
@@ -450,12 +435,12 @@ def _draw_boxes(ax, y: float, pieces: list[str], width: float) -> float:
 
 def plot_tokenization(run: Path, out: Path) -> list[Path]:
     """One sentence segmented by each tokenizer, each token a coloured box."""
-    if not (run / "tokenizer.json").is_file():
-        raise Skip("no tokenizer.json")
+    if not (run / TOKENIZER).is_file():
+        raise Skip(f"no {TOKENIZER}")
     from scratchllm.tokenizer import load_tokenizer
 
     try:
-        rows = segmentations(_sentence(run), load_tokenizer(run / "tokenizer.json"))
+        rows = segmentations(_sentence(run), load_tokenizer(run / TOKENIZER))
     except InputError as e:
         raise Skip(f"tokenizer unusable: {e}") from None
     width, y = 60.0, 0.0
@@ -472,22 +457,35 @@ def plot_tokenization(run: Path, out: Path) -> list[Path]:
     return _save(fig, out, "tokenization")
 
 
-FIGURES = (plot_loss, plot_attention_layers, plot_attention_evolution, plot_attention_cube, animate_attention,
-           plot_attention_pipeline, plot_embeddings, plot_tokenization)
+DRAWINGS = (  # (file that shows the figure is there, the function that draws it)
+    ("loss.png", plot_loss), ("attention_layer*.png", plot_attention_layers),
+    ("attention_evolution.png", plot_attention_evolution), ("attention_cube.png", plot_attention_cube),
+    ("attention_evolution.gif", animate_attention), ("attention_pipeline.png", plot_attention_pipeline),
+    ("embeddings_pca.png", plot_embeddings), ("tokenization.png", plot_tokenization),
+)
 
 
-def render_all(run_dir, notes: list[str] | None = None) -> list[Path]:
+def _drawn(out: Path, pattern: str, since: float) -> bool:
+    """Whether a figure matching `pattern` is in `out` and no older than `since` (the metrics' last change)."""
+    return any(p.stat().st_mtime >= since for p in out.glob(pattern))
+
+
+def render_all(run_dir, notes: list[str] | None = None, only_missing: bool = False) -> list[Path]:
     """Draw every figure of a run into RUN/figures/; returns the files written.
 
-    A figure whose inputs are missing is skipped: its reason is appended to `notes` (or warned, without a list).
+    With `only_missing`, a figure already drawn since metrics.jsonl last changed is left as it is. A figure whose
+    inputs are missing is skipped: its reason is appended to `notes` (or warned, without a list).
     """
     run = Path(run_dir)
     if not run.is_dir():
         raise InputError(f"run folder not found: {run}")
-    out = run / "figures"
+    out = run / FIGURE_DIR
     out.mkdir(exist_ok=True)
+    since = (run / METRICS).stat().st_mtime if (run / METRICS).is_file() else 0.0
     written = []
-    for figure in FIGURES:
+    for pattern, figure in DRAWINGS:
+        if only_missing and _drawn(out, pattern, since):
+            continue
         try:
             written += figure(run, out)
         except Skip as e:

@@ -10,6 +10,7 @@ import json
 import math
 import re
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -199,7 +200,7 @@ def test_parameter_parts_add_up_to_the_models_own_count(variant):
 
 def test_partial_run_says_what_is_missing(full_run, tmp_path):
     """Only config, metrics, summary, tokenizer and checkpoint of the full run: no attention, comparison, doctor,
-    figures or samples."""
+    figures or samples. The report draws the figures those files allow, and no others."""
     for name in ("config.json", "metrics.jsonl", "summary.json", "tokenizer.json", "checkpoints"):
         (shutil.copytree if name == "checkpoints" else shutil.copy)(full_run[0] / name, tmp_path / name)
     (tmp_path / "attention").mkdir()
@@ -208,10 +209,12 @@ def test_partial_run_says_what_is_missing(full_run, tmp_path):
     reader, text = pdf_text(out)
     for title in CHAPTER_TITLES:
         assert title in text
-    for missing in ("tokenizer_comparison.json", "doctor.json", "attention/step_*.npz", "samples.jsonl", "figures/",
+    for missing in ("tokenizer_comparison.json", "doctor.json", "attention/step_*.npz", "samples.jsonl",
                     "step_000005.npz: unreadable"):
         assert missing in text
-    assert sum(len(page.images) for page in reader.pages) == 0
+    drawn = {p.stem for p in (tmp_path / "figures").glob("*.png")}
+    assert drawn == {"loss", "tokenization", "embeddings_pca"}  # no attention figure without attention records
+    assert sum(len(page.images) for page in reader.pages) == len(drawn)
     assert not list((tmp_path / "out").glob(".*"))  # no temp file left behind
 
 
@@ -299,3 +302,67 @@ def test_guide_of_a_real_tiny_training_run(tmp_path, tiny_corpus_file, one_threa
     for expected in (*CHAPTER_TITLES, f"{summary['final_val_bpb']:.4f}", f"{summary['params']:,}",
                      "How attention changed during training", "What the doctor found in this run"):
         assert re.sub(r"\s+", "", expected) in text
+
+
+def test_report_draws_the_figures_a_trained_run_lacks_and_keeps_those_there(tmp_path, shakespeare_text, one_thread):
+    """A run folder as training leaves it (no `viz`): the report draws every figure, and a second report redraws
+    none of them (their files keep their modification times)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    make_run(run, shakespeare_text, full=False)
+    assert not (run / "figures").exists()
+    reader, _ = pdf_text(build_report(run, bench_dir=tmp_path / "none"))
+    drawn = {p.stem for p in (run / "figures").glob("*.png")}
+    assert drawn == {"loss", "attention_layer0", "attention_layer1", "attention_evolution", "attention_cube",
+                     "attention_pipeline", "embeddings_pca", "tokenization"}
+    assert sum(len(page.images) for page in reader.pages) >= 7  # one layer of the two is shown
+    before = {p.name: p.stat().st_mtime_ns for p in (run / "figures").iterdir()}
+    build_report(run, tmp_path / "again.pdf", bench_dir=tmp_path / "none")
+    assert {p.name: p.stat().st_mtime_ns for p in (run / "figures").iterdir()} == before
+
+
+MEMORY_BENCH = {"machine": {"cpu_model": "Test CPU 9000", "threads": 2, "torch": "2.13.0+cpu"},
+                "memory": {"batch": 64, "block_size": 64, "steps": 5, "rows": [
+                    {"variant": "plain", "rss_before_mb": 100.0, "peak_rss_mb": 400.0, "tokens_per_s": 2000.0},
+                    {"variant": "grad accumulation (4 x 1/4)", "rss_before_mb": 100.0, "peak_rss_mb": 250.0,
+                     "tokens_per_s": 2100.0},
+                    {"variant": "activation checkpointing", "rss_before_mb": 100.0, "peak_rss_mb": 340.0,
+                     "tokens_per_s": 1600.0}]}}
+
+
+def test_memory_table_has_a_row_per_technique_with_its_effect_and_machine(full_run, tmp_path):
+    """The table "What this run used and what the benchmarks measured" (5.5 with every results file) names each
+    technique, its memory and speed beside the plain step, and the machine, in words a learner reads: no dotted
+    JSON keys."""
+    (tmp_path / "train.json").write_text(json.dumps(MEMORY_BENCH))
+    text = "\n".join(squash(pdf_text(build_report(full_run[0], tmp_path / "g.pdf", bench_dir=tmp_path))[1]))
+    table = re.split(r"Table5\.\d|CHAPTER6", text[text.index("Whatthisrunused"):])[0]
+    assert not re.search(r"[a-z_]+\.[a-z_]+\.\d|rss|_mb|memory\.rows", table)
+    for name in ("gradientaccumulation", "activationcheckpointing", "bfloat16"):
+        assert name in table
+    assert table.count("TestCPU9000") >= 3  # the plain step and the two measured techniques
+    assert "150MB(−50%)" in table and "1.05×" in table  # accumulation: 400-100 -> 250-100 MB, 2000 -> 2100 tok/s
+    assert "240MB(−20%)" in table and "0.80×" in table  # checkpointing: 340-100 MB, 1600 tok/s
+
+
+def test_prose_numbers_come_from_the_results_files(full_run, tmp_path):
+    """The bits-per-byte chapter quotes the nanoGPT baseline from speedrun.json, and says nothing of it without."""
+    speedrun = {"machine": {"cpu": "Test CPU 9000"}, "runs": [
+        {"minutes": 1.0, "baseline": {"bpb": {"val": 2.9123}}, "ours": {"corpus": "shakespeare"}},
+        {"minutes": 5.0, "baseline": {"bpb": {"val": 2.4567}}, "ours": {"corpus": "shakespeare"}}]}
+    (tmp_path / "speedrun.json").write_text(json.dumps(speedrun))
+    text = "".join(squash(pdf_text(build_report(full_run[0], tmp_path / "g.pdf", bench_dir=tmp_path))[1]))
+    assert "2.91after1minuteand2.46after5minutes" in text
+    assert "babyGPT" not in "".join(full_run[4])  # full_run has no benchmark results
+
+
+def test_report_modules_stay_small_and_leave_layout_to_the_book():
+    """No report module passes layout numbers (widths=, size=) to the Book, and none grows past 600 lines."""
+    import scratchllm.report
+
+    package = Path(scratchllm.report.__file__).parent
+    for path in package.rglob("*.py"):
+        source = path.read_text()
+        assert source.count("\n") <= 600, path.name
+        if path.name != "pdf.py":
+            assert not re.search(r"\b(widths|size|width)=", source), path.name

@@ -175,3 +175,23 @@ def test_viz_cli_lists_files(tmp_path, capsys):
     assert captured.out.splitlines() == [str(tmp_path / "figures" / "loss.png"), str(tmp_path / "figures" / "loss.svg")]
     assert "no attention records" in captured.err
     assert main(["viz", str(tmp_path / "nope")]) == 2
+
+
+def test_viz_cli_on_a_folder_that_is_not_a_run_says_so_in_one_line(tmp_path, capsys):
+    from scratchllm.cli import main
+
+    (tmp_path / "notes.txt").write_text("not a run")
+    assert main(["viz", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "not a run folder" in err
+    assert not (tmp_path / "figures").exists()
+
+
+def test_render_all_only_missing_draws_just_what_is_not_there(rendered):
+    run = rendered[0]
+    before = {p.name: p.stat().st_mtime_ns for p in (run / "figures").iterdir()}
+    assert render_all(run, [], only_missing=True) == []
+    (run / "figures" / "loss.png").unlink()
+    assert {p.name for p in render_all(run, [], only_missing=True)} == {"loss.png", "loss.svg"}
+    after = {p.name: p.stat().st_mtime_ns for p in (run / "figures").iterdir()}
+    assert {name for name in before if before[name] != after[name]} == {"loss.png", "loss.svg"}

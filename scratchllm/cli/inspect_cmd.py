@@ -30,10 +30,11 @@ def _run_doctor(args) -> int:
 
 
 def _run_viz(args) -> int:
+    from scratchllm.runfolder import require_run
     from scratchllm.viz import render_all
 
     notes: list[str] = []
-    paths = render_all(args.run_dir, notes)
+    paths = render_all(require_run(args.run_dir, "viz"), notes)
     for path in paths:
         print(path)
     for note in notes:

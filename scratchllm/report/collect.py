@@ -1,28 +1,44 @@
 """Everything the guide says about one run, gathered into a `RunSummary` before any page is laid out.
 
-Reads only the run folder (config.json, summary.json, metrics.jsonl, samples.jsonl, tokenizer.json,
-tokenizer_comparison.json, doctor.json, attention/, figures/) and benchmark JSON files; takes the code excerpts from
-the installed source with `inspect.getsource` at build time, so the guide never quotes a copy that has drifted.
-Whatever is absent or unreadable becomes a line in `RunSummary.missing` instead of an error.
+Reads only the run folder, through runfolder.py's names and lenient readers (config.json, summary.json,
+metrics.jsonl, samples.jsonl, tokenizer.json, tokenizer_comparison.json, doctor.json, attention/, figures/), and
+benchmark JSON files; takes the code excerpts from the installed source with `inspect.getsource` at build time, so
+the guide never quotes a copy that has drifted. Whatever is absent or unreadable becomes a line in
+`RunSummary.missing` instead of an error. It draws nothing: build_report has viz draw the missing figures first.
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
-import json
-import math
 import re
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from scratchllm.config import InputError
+from scratchllm.runfolder import (
+    CHECKPOINTS,
+    CONFIG,
+    DOCTOR,
+    FIGURES,
+    METRICS,
+    PROBE,
+    SAMPLES,
+    SUMMARY,
+    TOKENIZER,
+    attention_files,
+    is_finite,
+    load_attention,
+    read_json,
+    read_jsonl_lenient,
+    read_probe,
+    require_run,
+)
 
 REPO = Path(__file__).resolve().parents[2]
-RUN_FILES = ("config.json", "summary.json", "metrics.jsonl", "tokenizer.json", "checkpoints")
+COMPARISON = "tokenizer_comparison.json"
 EXCERPTS = {  # key -> dotted name of the function or class the guide quotes
     "get_stats": "scratchllm.tokenizer.basic.get_stats",
     "merge": "scratchllm.tokenizer.basic.merge",
@@ -31,7 +47,7 @@ EXCERPTS = {  # key -> dotted name of the function or class the guide quotes
     "reference_attention": "scratchllm.model.reference_attention",
     "block": "scratchllm.model.Block",
     "train_step": "scratchllm.train.train_step",
-    "lr_at": "scratchllm.train.lr_at",
+    "lr_at": "scratchllm.optim.lr_at",
     "sample_next_token": "scratchllm.generate.sample_next_token",
     "wrap_ddp": "scratchllm.distributed.wrap_ddp",
     "wrap_fsdp2": "scratchllm.distributed.wrap_fsdp2",
@@ -118,7 +134,7 @@ class RunSummary:
         value = self.summary.get("final_val_bpb")
         if value is None and self.evals:
             value = self.evals[-1].get("val_bpb")
-        return value if isinstance(value, (int, float)) and math.isfinite(value) else None
+        return value if is_finite(value) else None
 
     @property
     def n_params(self) -> int | None:
@@ -130,11 +146,10 @@ def _read_json(path: Path, missing: list[str], why: str):
     if not path.is_file():
         missing.append(f"{path.name}: {why}")
         return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        missing.append(f"{path.name}: unreadable ({str(e).splitlines()[0]})")
-        return None
+    value = read_json(path)
+    if value is None:
+        missing.append(f"{path.name}: unreadable (not valid JSON)")
+    return value
 
 
 def _read_jsonl(path: Path, missing: list[str], why: str) -> list[dict]:
@@ -142,15 +157,10 @@ def _read_jsonl(path: Path, missing: list[str], why: str) -> list[dict]:
     if not path.is_file():
         missing.append(f"{path.name}: {why}")
         return []
-    records, bad = [], 0
-    for line in filter(str.strip, path.read_text(encoding="utf-8").splitlines()):
-        try:
-            records.append(json.loads(line))
-        except ValueError:
-            bad += 1
+    records, bad = read_jsonl_lenient(path)
     if bad:
         missing.append(f"{path.name}: {bad} unreadable line(s) skipped")
-    return [r for r in records if isinstance(r, dict)]
+    return records
 
 
 def excerpt(dotted: str) -> Excerpt:
@@ -222,62 +232,47 @@ def attention_stats(att: np.ndarray) -> dict:
             "previous": float(prev), "first": float(first)}
 
 
-def _load_npz(path: Path) -> dict[str, np.ndarray]:
-    with np.load(path) as data:
-        return {k: np.asarray(data[k]) for k in ("att", "q", "k", "v") if k in data}
-
-
-def _record_files(run: Path) -> list[tuple[int, Path]]:
-    """attention/step_*.npz as (step, path), in step order."""
-    found = []
-    for path in (run / "attention").glob("step_*.npz"):
-        step = path.stem.removeprefix("step_")
-        if step.isdigit():
-            found.append((int(step), path))
-    return sorted(found)
-
-
 def read_attention(run: Path, missing: list[str]) -> Attention | None:
     """The attention records of a run (first and last kept whole, statistics of every one), or None with a note."""
-    files = _record_files(run)
+    files = attention_files(run)
     if not files:
         missing.append("attention/step_*.npz: no attention records (train.py writes them at each eval)")
         return None
     steps, stats, first, last = [], [], None, None
     for step, path in files:
         try:
-            record = _load_npz(path)
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
-            missing.append(f"attention/{path.name}: unreadable ({type(e).__name__})")
+            record = load_attention(path)
+        except ValueError as e:
+            missing.append(f"attention/{path.name}: unreadable ({str(e).rsplit(': ', 1)[-1]})")
             continue
-        if "att" in record:
-            first, last = first or record, record
-            steps.append(step)
-            stats.append(dict(step=step, **attention_stats(record["att"])))
+        first, last = first or record, record
+        steps.append(step)
+        stats.append(dict(step=step, **attention_stats(record["att"])))
     if first is None:
         return None
-    probe = _read_json(run / "attention" / "probe.json", missing, "no probe text") or {}
+    if not (run / PROBE).is_file():
+        missing.append("probe.json: no probe text")
     T = first["att"].shape[-1]
-    tokens = [str(t) for t in probe.get("tokens", [])][:T] or [f"#{i}" for i in range(T)]
+    tokens = read_probe(run)["tokens"][:T] or [f"#{i}" for i in range(T)]
     return Attention(tokens, steps, first, last, stats)
 
 
 def _read_tokenizer(run: RunSummary) -> None:
     from scratchllm.tokenizer import load_tokenizer
 
-    path = run.run_dir / "tokenizer.json"
+    path = run.run_dir / TOKENIZER
     if not path.is_file():
-        path = run.run_dir / "checkpoints" / "latest" / "tokenizer.json"
+        path = run.run_dir / CHECKPOINTS / "latest" / TOKENIZER
     try:
         run.tokenizer = load_tokenizer(path)
-        run.tokenizer_file = json.loads(path.read_text(encoding="utf-8"))
+        run.tokenizer_file = read_json(path) or {}
     except InputError as e:
-        run.missing.append(f"tokenizer.json: {e}")
+        run.missing.append(f"{TOKENIZER}: {e}")
 
 
 def _read_model(run: RunSummary) -> None:
     if not run.model_config:
-        info = _read_json(run.run_dir / "checkpoints" / "latest" / "config.json", [], "") or {}
+        info = read_json(run.run_dir / CHECKPOINTS / "latest" / CONFIG) or {}
         run.config.setdefault("model", info.get("model") or {})
     if not run.model_config:
         run.missing.append("model config: neither config.json nor checkpoints/latest/config.json has one")
@@ -290,42 +285,33 @@ def _read_model(run: RunSummary) -> None:
 
 def read_benchmarks(bench_dir: Path | None) -> dict[str, dict]:
     """benchmarks/results/*.json by file stem; unreadable files are skipped."""
-    found = {}
-    for path in sorted(Path(bench_dir).glob("*.json")) if bench_dir and Path(bench_dir).is_dir() else []:
-        try:
-            found[path.stem] = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-    return found
+    paths = sorted(Path(bench_dir).glob("*.json")) if bench_dir and Path(bench_dir).is_dir() else []
+    return {path.stem: data for path in paths if (data := read_json(path)) is not None}
 
 
 def _read_metrics(run: RunSummary) -> None:
-    records = _read_jsonl(run.run_dir / "metrics.jsonl", run.missing, "no training metrics")
+    records = _read_jsonl(run.run_dir / METRICS, run.missing, "no training metrics")
     for kind, bucket in (("train", run.train), ("eval", run.evals), ("event", run.events)):
         bucket.extend(r for r in records if r.get("kind") == kind)
 
 
 def collect(run_dir, bench_dir=None) -> RunSummary:
     """Read a run folder (and benchmark results) into a RunSummary; a folder that is no run is an InputError."""
-    path = Path(run_dir)
-    if not path.is_dir():
-        raise InputError(f"run folder not found: {path}")
-    if not any((path / name).exists() for name in RUN_FILES):
-        raise InputError(f"{path} is not a run folder: it has none of {', '.join(RUN_FILES)}")
+    path = require_run(run_dir, "report")
     run = RunSummary(path)
-    run.config = _read_json(path / "config.json", run.missing, "no resolved config") or {}
-    run.summary = _read_json(path / "summary.json", run.missing, "no run summary (written when training ends)") or {}
+    run.config = _read_json(path / CONFIG, run.missing, "no resolved config") or {}
+    run.summary = _read_json(path / SUMMARY, run.missing, "no run summary (written when training ends)") or {}
     _read_metrics(run)
-    run.samples = _read_jsonl(path / "samples.jsonl", run.missing, "no samples")
+    run.samples = _read_jsonl(path / SAMPLES, run.missing, "no samples")
     _read_tokenizer(run)
-    run.comparison = _read_json(path / "tokenizer_comparison.json", run.missing, "no tokenizer comparison")
-    doctor = _read_json(path / "doctor.json", run.missing, "the doctor has not examined this run")
+    run.comparison = _read_json(path / COMPARISON, run.missing, "no tokenizer comparison")
+    doctor = _read_json(path / DOCTOR, run.missing, "the doctor has not examined this run")
     run.doctor = [d for d in doctor if isinstance(d, dict)] if isinstance(doctor, list) else None
     if doctor is not None and run.doctor is None:
         run.missing.append("doctor.json: unreadable (not a list of findings)")
-    run.figures = {p.stem: p for p in sorted((path / "figures").glob("*.png"))}
+    run.figures = {p.stem: p for p in sorted((path / FIGURES).glob("*.png"))}
     if not run.figures:
-        run.missing.append("figures/: no figures (scratchllm viz RUN draws them)")
+        run.missing.append("figures/: no figures (none could be drawn from what this run folder holds)")
     run.attention = read_attention(path, run.missing)
     _read_model(run)
     run.benchmarks = read_benchmarks(bench_dir)

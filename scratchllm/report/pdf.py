@@ -1,18 +1,17 @@
 """The guide's page layout, and the only module that imports fpdf2.
 
-`Book` gives sections.py what a book chapter needs: a cover, a table of contents, numbered chapters and sections
-(which become PDF bookmarks), justified paragraphs with **bold**, *italic* and `code` spans, syntax-coloured code
-listings, tables, figures with captions, boxed notes and a stacked block diagram. Fonts are the DejaVu TrueType
-files that ship with matplotlib, embedded as subsets, so every glyph is selectable text. It knows nothing of runs.
+`Book` gives the chapters (chapters/) what a book chapter needs: a cover, a table of contents, numbered chapters and
+sections (which become PDF bookmarks), justified paragraphs with **bold**, *italic* and `code` spans, syntax-coloured
+code listings (coloured by listing.py), tables, figures with captions, boxed notes and a stacked block diagram. It
+makes every layout decision: chapters pass content and at most a named table style (TABLE_STYLES); column widths,
+alignment, type sizes and figure widths are chosen here from the content. Fonts are the DejaVu TrueType files that
+ship with matplotlib, embedded as subsets, so every glyph is selectable text. It knows nothing of runs.
 """
 
 from __future__ import annotations
 
-import io
-import keyword
 import re
 import textwrap
-import tokenize
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +20,8 @@ from fpdf import FPDF
 from fpdf.enums import Align, XPos, YPos
 from fpdf.fonts import FontFace
 from PIL import Image
+
+from scratchllm.report.listing import highlight, plain, wrap_runs
 
 FONT_DIR = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
 FONTS = {  # family, style -> DejaVu file shipped with matplotlib
@@ -37,6 +38,40 @@ BODY_PT, CODE_PT, MIN_CODE_PT, LINE = 10, 8.2, 6.2, 1.4
 PT = 25.4 / 72  # mm per point
 MONO_EM = 1233 / 2048 * PT  # advance of a DejaVu Sans Mono character at 1 pt, in mm
 INLINE = re.compile(r"(\*\*[^*]+\*\*|`[^`]+`|\*[^*\s][^*]*\*)")
+NUMERIC = re.compile(r"^[-+−]?\d[\d,]*(\.\d+)?(e[-+]\d+)?\s?(%|×|[a-zA-Z/]{1,8})?$")  # 1,234 · 0.5% · 210 MB · 1.05×
+NEUTRAL = {"", "–", "·", "-"}  # cells that leave a column numeric
+WIDE_ASPECT, SQUARE_FIGURE = 1.4, 0.85  # figures narrower than 1.4 : 1 take 85% of the text width
+
+
+@dataclass(frozen=True)
+class TableStyle:
+    """How a kind of table is set: its type size (pt) and whether it spans the text width."""
+
+    size: float
+    fill: bool
+
+
+TABLE_STYLES = {
+    "data": TableStyle(8.0, fill=False),  # numbers under short headings: as narrow as the content
+    "prose": TableStyle(7.8, fill=True),  # sentences in cells: the full width, long columns wrap
+    "matrix": TableStyle(7.4, fill=False),  # a grid of small numbers (attention scores)
+    "facts": TableStyle(8.5, fill=True),  # label and value lines about the run
+}
+
+
+def column_widths(natural: list[float], numeric: list[bool], room: float, fill: bool) -> list[float]:
+    """Column widths (mm) within `room`: each column's natural width when they fit (text columns stretched to
+    the full width if `fill`); otherwise numeric columns keep theirs and text columns share what is left in
+    proportion to their natural widths (all scaled down if numbers alone overflow).
+    Example: natural [20, 10], text + number, room 100, fill -> [90, 10]."""
+    total, text = sum(natural), sum(w for w, n in zip(natural, numeric, strict=True) if not n)
+    if total <= room and not (fill and text):
+        return natural
+    fixed = total - text
+    if not text or fixed >= room:
+        return [w * room / total for w in natural]
+    share = (room - fixed) / text
+    return [w if n else w * share for w, n in zip(natural, numeric, strict=True)]
 
 
 @dataclass
@@ -76,35 +111,6 @@ class _Pages(FPDF):
         self.set_font("sans", "", 8)
         self.set_text_color(*GREY)
         self.cell(0, 5, str(self.page_no()), align="C")
-
-
-def _colour_runs(line: str, marks: list[str]) -> list[tuple[str, str]]:
-    """Group a line's characters into (text, colour kind) runs."""
-    runs: list[tuple[str, str]] = []
-    for ch, kind in zip(line, marks, strict=True):
-        if runs and runs[-1][1] == kind:
-            runs[-1] = (runs[-1][0] + ch, kind)
-        else:
-            runs.append((ch, kind))
-    return runs
-
-
-def highlight(source: str) -> list[list[tuple[str, str]]]:
-    """Python source -> per line, runs of (text, kind) with kind in CODE_COLOURS; untokenizable text stays plain."""
-    lines = source.splitlines()
-    marks = [["text"] * len(line) for line in lines]
-    try:
-        for tok in tokenize.generate_tokens(io.StringIO(source).readline):
-            kind = {tokenize.COMMENT: "comment", tokenize.STRING: "string"}.get(tok.type)
-            if tok.type == tokenize.NAME and keyword.iskeyword(tok.string):
-                kind = "keyword"
-            for row in range(tok.start[0], tok.end[0] + 1) if kind else ():
-                start = tok.start[1] if row == tok.start[0] else 0
-                end = tok.end[1] if row == tok.end[0] else len(lines[row - 1])
-                marks[row - 1][start:end] = [kind] * (end - start)
-    except (tokenize.TokenError, IndentationError, SyntaxError):
-        marks = [["text"] * len(line) for line in lines]
-    return [_colour_runs(line, m) for line, m in zip(lines, marks, strict=True)]
 
 
 class Book:
@@ -379,9 +385,8 @@ class Book:
         room = pdf.epw - 5  # 3 mm before the text, 2 mm after
         size = max(MIN_CODE_PT, min(CODE_PT, room / (longest * MONO_EM)))
         per_line = max(int(room / (size * MONO_EM)), longest if size > MIN_CODE_PT else 1)
-        lines = highlight(source) if python else [_colour_runs(line, ["text"] * len(line)) for line in
-                                                   source.splitlines()]
-        parts = [part for runs in lines for part in _wrap_runs(runs, per_line)]
+        lines = highlight(source) if python else plain(source)
+        parts = [part for runs in lines for part in wrap_runs(runs, per_line)]
         height = size * PT * 1.45
         total = height * len(parts) + 9
         self.need(total if total < pdf.page_break_trigger - pdf.t_margin else height * 4 + 8)
@@ -412,34 +417,49 @@ class Book:
 
     # ------------------------------------------------------------------ tables and figures
 
-    def table(self, header: list[str], rows: list[list[str]], caption: str = "", widths: list[float] | None = None,
-              align: list[str] | None = None, size: float = 8.5, width: float | None = None,
-              position: str = "LEFT") -> None:
-        """A booktabs-style table (rules above and below the header), optional caption above it."""
-        pdf = self.pdf
-        estimate = (len(rows) + 1) * (size * 0.5 + 2.4) + (9 if caption else 0)
+    def table(self, header: list[str], rows: list[list[str]], caption: str = "", style: str = "data") -> None:
+        """A booktabs-style table (rules above and below the header), optional caption above it. `style` names a
+        TABLE_STYLES entry; widths follow the content and numeric columns are right-aligned."""
+        pdf, look = self.pdf, TABLE_STYLES[style]
+        estimate = (len(rows) + 1) * (look.size * 0.5 + 2.4) + (9 if caption else 0)
         self.need(estimate if estimate < 110 else 40)  # keep short tables on one page
         if caption:
             self.table_no += 1
             self._caption(f"Table {self.chapter_no}.{self.table_no}  {caption}", above=True)
-        pdf.set_font("serif", "", size)
+        cells = [[str(c) for c in row] for row in [header, *rows]]
+        numeric = [all(NUMERIC.match(c) or c in NEUTRAL for c in col[1:]) for col in zip(*cells, strict=True)]
+        widths = column_widths(self._natural_widths(cells, look.size), numeric, pdf.epw, look.fill)
+        pdf.set_font("serif", "", look.size)
         pdf.set_fill_color(255, 255, 255)  # unfilled rows take the current fill colour
-        style = FontFace(family="sans", emphasis="BOLD", size_pt=size - 0.3, color=ACCENT, fill_color=(236, 241, 247))
-        with pdf.table(col_widths=widths, text_align=align or "LEFT", headings_style=style, line_height=size * 0.5,
-                       borders_layout="HORIZONTAL_LINES", cell_fill_color=(250, 250, 250), cell_fill_mode="ROWS",
-                       width=width or pdf.epw, align=position, padding=(1.0, 1.5)) as t:
-            for cells in [header, *rows]:
+        heading = FontFace(family="sans", emphasis="BOLD", size_pt=look.size - 0.3, color=ACCENT,
+                           fill_color=(236, 241, 247))
+        with pdf.table(col_widths=widths, text_align=["RIGHT" if n else "LEFT" for n in numeric],
+                       headings_style=heading, line_height=look.size * 0.5, borders_layout="HORIZONTAL_LINES",
+                       cell_fill_color=(250, 250, 250), cell_fill_mode="ROWS", width=min(sum(widths), pdf.epw),
+                       align="LEFT", padding=(1.0, 1.5)) as t:
+            for row_cells in cells:
                 row = t.row()
-                for cell in cells:
-                    row.cell(str(cell))
+                for cell in row_cells:
+                    row.cell(cell)
         pdf.ln(4)
 
-    def figure(self, path: Path, caption: str, width_frac: float = 1.0) -> None:
-        """An image scaled to `width_frac` of the text width (smaller if the page is too short), captioned."""
+    def _natural_widths(self, cells: list[list[str]], size: float) -> list[float]:
+        """Per column, the width (mm) its longest cell needs on one line, padding included."""
+        pdf = self.pdf
+        pdf.set_font("sans", "B", size - 0.3)
+        widths = [pdf.get_string_width(h) for h in cells[0]]
+        pdf.set_font("serif", "", size)
+        for row in cells[1:]:
+            widths = [max(w, pdf.get_string_width(c)) for w, c in zip(widths, row, strict=True)]
+        return [w + 4.0 for w in widths]
+
+    def figure(self, path: Path, caption: str) -> None:
+        """An image across the text width (a squarish one narrower, any one smaller if the page is too short),
+        captioned."""
         pdf = self.pdf
         with Image.open(path) as im:
             px_w, px_h = im.size
-        w = pdf.epw * width_frac
+        w = pdf.epw * (1.0 if px_w >= WIDE_ASPECT * px_h else SQUARE_FIGURE)
         h = w * px_h / px_w
         most = pdf.page_break_trigger - pdf.t_margin - 14
         if h > most:
@@ -556,19 +576,3 @@ class Book:
     def output(self) -> bytes:
         self._flush()
         return bytes(self.pdf.output())
-
-
-def _wrap_runs(runs: list[tuple[str, str]], per_line: int) -> list[list[tuple[str, str]]]:
-    """Cut a line's runs into pieces of at most `per_line` characters (a long line wraps, marked with ↪)."""
-    out, current, used = [], [], 0
-    for text, kind in runs:
-        while used + len(text) > per_line:
-            take = per_line - used
-            current.append((text[:take], kind))
-            out.append(current)
-            current, used, text = [("\u21aa ", "comment")], 2, text[take:]
-        if text:
-            current.append((text, kind))
-            used += len(text)
-    out.append(current)
-    return out
