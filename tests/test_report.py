@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 from pypdf import PdfReader
 
 from scratchllm.config import InputError
@@ -366,3 +368,20 @@ def test_report_modules_stay_small_and_leave_layout_to_the_book():
         assert source.count("\n") <= 600, path.name
         if path.name != "pdf.py":
             assert not re.search(r"\b(widths|size|width)=", source), path.name
+
+
+@given(st.lists(st.tuples(st.floats(1, 200), st.booleans()), min_size=1, max_size=12), st.booleans())
+def test_column_widths_fit_the_page_and_cut_only_the_widest(columns, fill):
+    from scratchllm.report.pdf import column_widths
+
+    natural, numeric = [w for w, _ in columns], [n for _, n in columns]
+    widths = column_widths(natural, numeric, 166.0, fill)
+    assert sum(widths) <= 166.0 + 1e-6
+    if sum(natural) > 166.0:  # too wide: the widest columns are cut to one width, the others kept
+        cap = max(widths)
+        assert all(abs(w - min(n, cap)) < 1e-6 for w, n in zip(widths, natural, strict=True))
+    elif fill and not all(numeric):  # fits: text columns stretched to the full width, numbers kept
+        assert abs(sum(widths) - 166.0) < 1e-6
+        assert all(w == n for w, n, num in zip(widths, natural, numeric, strict=True) if num)
+    else:
+        assert widths == natural

@@ -60,18 +60,22 @@ TABLE_STYLES = {
 
 
 def column_widths(natural: list[float], numeric: list[bool], room: float, fill: bool) -> list[float]:
-    """Column widths (mm) within `room`: each column's natural width when they fit (text columns stretched to
-    the full width if `fill`); otherwise numeric columns keep theirs and text columns share what is left in
-    proportion to their natural widths (all scaled down if numbers alone overflow).
-    Example: natural [20, 10], text + number, room 100, fill -> [90, 10]."""
-    total, text = sum(natural), sum(w for w, n in zip(natural, numeric, strict=True) if not n)
-    if total <= room and not (fill and text):
-        return natural
-    fixed = total - text
-    if not text or fixed >= room:
-        return [w * room / total for w in natural]
-    share = (room - fixed) / text
-    return [w if n else w * share for w, n in zip(natural, numeric, strict=True)]
+    """Column widths (mm) within `room`. When the natural widths (one line per cell) fit, they are kept, with the
+    text columns stretched to the full width if `fill`; when they do not, the widest columns are cut to one
+    common width, so short columns stay on one line and only long text wraps.
+    Example: natural [20, 10, 90], room 80 -> [20, 10, 50]."""
+    total = sum(natural)
+    text = sum(w for w, n in zip(natural, numeric, strict=True) if not n)
+    if total <= room:
+        share = (room - total + text) / text if fill and text else 1.0
+        return [w if n else w * share for w, n in zip(natural, numeric, strict=True)]
+    left, widest = room, sorted(natural)
+    for i, w in enumerate(widest):
+        if w * (len(widest) - i) >= left:
+            cap = left / (len(widest) - i)
+            break
+        left -= w
+    return [min(w, cap) for w in natural]
 
 
 @dataclass
@@ -444,14 +448,17 @@ class Book:
         pdf.ln(4)
 
     def _natural_widths(self, cells: list[list[str]], size: float) -> list[float]:
-        """Per column, the width (mm) its longest cell needs on one line, padding included."""
+        """Per column, the width (mm) its longest cell needs on one line, padding included. When the columns are
+        too wide for the page together, a header may wrap: only its longest word counts."""
         pdf = self.pdf
-        pdf.set_font("sans", "B", size - 0.3)
-        widths = [pdf.get_string_width(h) for h in cells[0]]
         pdf.set_font("serif", "", size)
-        for row in cells[1:]:
-            widths = [max(w, pdf.get_string_width(c)) for w, c in zip(widths, row, strict=True)]
-        return [w + 4.0 for w in widths]
+        body = [max((pdf.get_string_width(c) for c in col), default=0.0) for col in zip(*cells[1:], strict=True)]
+        body = body or [0.0] * len(cells[0])
+        pdf.set_font("sans", "B", size - 0.3)
+        heads = [pdf.get_string_width(h) for h in cells[0]]
+        if sum(map(max, body, heads)) + 4.0 * len(body) > pdf.epw:
+            heads = [max(map(pdf.get_string_width, h.split() or [""])) for h in cells[0]]
+        return [max(b, h) + 4.0 for b, h in zip(body, heads, strict=True)]
 
     def figure(self, path: Path, caption: str) -> None:
         """An image across the text width (a squarish one narrower, any one smaller if the page is too short),

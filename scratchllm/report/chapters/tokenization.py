@@ -83,7 +83,7 @@ def _comparison(book: Book, run: RunSummary) -> None:
     rows = [[r.get("name", "?"), fmt(r.get("train_s"), 3), fmt(r.get("vocab_size")),
              fmt(r.get("bytes_per_token"), 3), fmt(r.get("encode_mb_s"), 1), pct(r.get("unknown_share")),
              fmt(r.get("round_trip"))] for r in result["rows"]]
-    book.table(["tokenizer", "train s", "vocab", "bytes / token", "encode MB/s", "unknown words", "exact round trip"],
+    book.table(["tokenizer", "train s", "vocab", "bytes per token", "encode MB/s", "unknown words", "exact round trip"],
                rows, f"Tokenizers trained on the first {fmt(result.get('train_bytes'))} bytes of the corpus and "
                f"measured on the last {fmt(result.get('held_out_bytes'))} (vocabulary {fmt(result.get('vocab_size'))}"
                ").")
