@@ -1,6 +1,7 @@
 """`scratchllm report RUN_DIR [-o guide.pdf]`: the PDF guide of one run, a thin call of `build_report`.
 
-A missing or non-run folder, or -o naming a folder, is an InputError (one line, exit 2); the PDF is written atomically.
+Figures the run folder lacks are drawn first (as `scratchllm viz` would; those already there are kept). A missing or
+non-run folder, or -o naming a folder, is an InputError (one line, exit 2); the PDF is written atomically.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ def register(sub) -> None:
         "report", help="write the PDF guide of a run (how an LLM is built, with this run's code and numbers)",
         description="Write guide.pdf for a run folder: tokenization, attention, the Transformer block, training, "
         "scaling out, samples and troubleshooting, with this project's source code and the run's own numbers and "
-        "figures. Parts the run lacks are named in the PDF. Example: scratchllm report runs/demo -o guide.pdf")
+        "figures (drawn into RUN_DIR/figures/ when missing). Parts the run lacks are named in the PDF. "
+        "Example: scratchllm report runs/demo -o guide.pdf")
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by scratchllm train or quickstart")
     p.add_argument("-o", "--out", metavar="PDF", default=None,
                    help="where to write the PDF (default RUN_DIR/guide.pdf)")

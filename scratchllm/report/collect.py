@@ -141,8 +141,8 @@ class RunSummary:
         return self.summary.get("params") or self.params_total
 
 
-def _read_json(path: Path, missing: list[str], why: str):
-    """Parsed JSON of `path`, or None with a note in `missing` (absent or unreadable)."""
+def _json_or_note(path: Path, missing: list[str], why: str):
+    """runfolder.read_json of `path`, or None with a note in `missing` saying it is absent (`why`) or unreadable."""
     if not path.is_file():
         missing.append(f"{path.name}: {why}")
         return None
@@ -152,8 +152,8 @@ def _read_json(path: Path, missing: list[str], why: str):
     return value
 
 
-def _read_jsonl(path: Path, missing: list[str], why: str) -> list[dict]:
-    """Records of a JSON-lines file; broken lines are skipped and counted in `missing`."""
+def _records_or_note(path: Path, missing: list[str], why: str) -> list[dict]:
+    """runfolder.read_jsonl_lenient of `path`; a missing file (`why`) or skipped broken lines become a note."""
     if not path.is_file():
         missing.append(f"{path.name}: {why}")
         return []
@@ -290,7 +290,7 @@ def read_benchmarks(bench_dir: Path | None) -> dict[str, dict]:
 
 
 def _read_metrics(run: RunSummary) -> None:
-    records = _read_jsonl(run.run_dir / METRICS, run.missing, "no training metrics")
+    records = _records_or_note(run.run_dir / METRICS, run.missing, "no training metrics")
     for kind, bucket in (("train", run.train), ("eval", run.evals), ("event", run.events)):
         bucket.extend(r for r in records if r.get("kind") == kind)
 
@@ -299,13 +299,13 @@ def collect(run_dir, bench_dir=None) -> RunSummary:
     """Read a run folder (and benchmark results) into a RunSummary; a folder that is no run is an InputError."""
     path = require_run(run_dir, "report")
     run = RunSummary(path)
-    run.config = _read_json(path / CONFIG, run.missing, "no resolved config") or {}
-    run.summary = _read_json(path / SUMMARY, run.missing, "no run summary (written when training ends)") or {}
+    run.config = _json_or_note(path / CONFIG, run.missing, "no resolved config") or {}
+    run.summary = _json_or_note(path / SUMMARY, run.missing, "no run summary (written when training ends)") or {}
     _read_metrics(run)
-    run.samples = _read_jsonl(path / SAMPLES, run.missing, "no samples")
+    run.samples = _records_or_note(path / SAMPLES, run.missing, "no samples")
     _read_tokenizer(run)
-    run.comparison = _read_json(path / COMPARISON, run.missing, "no tokenizer comparison")
-    doctor = _read_json(path / DOCTOR, run.missing, "the doctor has not examined this run")
+    run.comparison = _json_or_note(path / COMPARISON, run.missing, "no tokenizer comparison")
+    doctor = _json_or_note(path / DOCTOR, run.missing, "the doctor has not examined this run")
     run.doctor = [d for d in doctor if isinstance(d, dict)] if isinstance(doctor, list) else None
     if doctor is not None and run.doctor is None:
         run.missing.append("doctor.json: unreadable (not a list of findings)")
