@@ -11,9 +11,9 @@ import scratchllm
 LAYERS = {
     "config": 0, "metrics": 0,
     "tokenizer": 1, "model": 1, "runfolder": 1,
-    "data": 2, "convert": 2, "checkpoint": 2, "distributed": 2,
-    "generate": 3, "doctor": 3,
-    "train": 4,
+    "data": 2, "convert": 2, "checkpoint": 2, "distributed": 2, "chat": 2,
+    "generate": 3, "doctor": 3, "sft_data": 3, "qa": 3,
+    "train": 4, "assistant": 4,
     "viz": 5, "lr_find": 5, "speedrun": 5,
     "report": 6,
     "quickstart": 7,
