@@ -4,8 +4,9 @@ A run folder holds everything of one run (../shared/CLI.md): config.json, tokeni
 samples.jsonl, summary.json, doctor.json, attention/ (probe.json and step_XXXXXX.npz), checkpoints/, figures/,
 guide.pdf. This module owns those names and how they are read and written. Readers come in two kinds: strict
 ones (`read_jsonl`) raise an InputError naming the broken line, for commands whose answer would be wrong without
-it (doctor); lenient ones (`read_jsonl_lenient`) skip and count broken lines, for the report and pictures. It owns
-no training, no model and no drawing: the trainer, viz, doctor and report all come here for files.
+it (doctor); lenient ones (`read_jsonl_lenient`) skip and count broken lines, for the report and pictures. It also
+owns the text a token is stored as (`token_text`, the form of probe.json's tokens). It owns no training, no model and
+no drawing: the trainer, viz, doctor and report all come here for files.
 """
 
 from __future__ import annotations
@@ -102,6 +103,12 @@ def read_probe(run_dir) -> dict:
     tokens = probe.get("tokens") if isinstance(probe.get("tokens"), list) else []
     return {"text": str(probe.get("text") or ""), "token_ids": [int(i) for i in ids if isinstance(i, int)],
             "tokens": [str(t) for t in tokens]}
+
+
+def token_text(tokenizer, i: int) -> str:
+    """Token `i` as probe.json and every label write it: its bytes as UTF-8, a cut multi-byte character shown
+    as U+FFFD. Example: a BPE token of bytes b" th" -> " th"."""
+    return tokenizer.token_bytes(i).decode("utf-8", errors="replace")
 
 
 def attention_files(run_dir) -> list[tuple[int, Path]]:

@@ -5,7 +5,7 @@ Reads only the run folder, through runfolder.py (metrics.jsonl, attention/, chec
 and writes figures/ as PNG + SVG (plus one GIF) through atomic writes; `render_all(..., only_missing=True)` draws
 just the figures not there yet (the report's way in). It neither trains nor records: train.py writes the attention
 records drawn here. A figure whose inputs are missing is skipped with a note, never a crash. It also owns how a
-token is shown on a label (`token_text`, `visible`), which the report's tables use too.
+token is made visible on a label (`visible`), which the report's tables use too.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from scratchllm.runfolder import (
     load_attention,
     read_jsonl_lenient,
     read_probe,
+    token_text,
 )
 from scratchllm.runfolder import FIGURES as FIGURE_DIR
 
@@ -139,11 +140,6 @@ def visible(piece: str, width: int | None = None) -> str:
     shown = piece.replace(" ", "\u2423").replace("\n", "\u21b5").replace("\t", "\u21e5")
     shown = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in shown)
     return shown if width is None or len(shown) <= width else shown[: width - 1] + "\u2026"
-
-
-def token_text(tokenizer, i: int) -> str:
-    """The text of token `i`; a piece that cuts a multi-byte character shows U+FFFD. Example: 256 -> " th"."""
-    return tokenizer.token_bytes(i).decode("utf-8", errors="replace")
 
 
 def _attention_files(run: Path) -> list[tuple[int, Path]]:

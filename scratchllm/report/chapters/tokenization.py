@@ -10,8 +10,8 @@ from scratchllm.config import InputError
 from scratchllm.report.collect import RunSummary
 from scratchllm.report.pdf import Book
 from scratchllm.report.tables import bench_table, figure_or_note, fmt, listing
-from scratchllm.runfolder import is_finite
-from scratchllm.viz import token_text, visible
+from scratchllm.runfolder import is_finite, token_text
+from scratchllm.viz import visible
 
 TITLE = "Tokenization: from text to numbers"
 SAMPLE_WORDS = ("the", " the", "To be, or not to be", " Wherefore", " unsubstantial", " honorificabilitudinitatibus",
