@@ -1,7 +1,7 @@
 """The `scratchllm` console command: argparse subcommands that are thin calls of library functions.
 
 Each command group registers itself from its own small module (`tokenizer_cmd`, `model_cmd`, `train_cmd`,
-`inspect_cmd`, `report_cmd`, `speedrun_cmd`), so no single file grows into a thousand-line switchboard.
+`chat_cmd`, `inspect_cmd`, `report_cmd`, `speedrun_cmd`), so no single file grows into a thousand-line switchboard.
 This module owns the shared error policy from ../shared/CLI.md: bad usage or input -> one line on
 stderr and exit 2; Ctrl-C -> exit 130.
 """
@@ -26,6 +26,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     from scratchllm.cli import (
+        chat_cmd,
         inspect_cmd,
         model_cmd,
         quickstart_cmd,
@@ -42,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for module in (quickstart_cmd, train_cmd, tokenizer_cmd, model_cmd, inspect_cmd, report_cmd, speedrun_cmd):
+    for module in (quickstart_cmd, train_cmd, tokenizer_cmd, model_cmd, chat_cmd, inspect_cmd, report_cmd,
+                   speedrun_cmd):
         module.register(sub)
     return parser
 
