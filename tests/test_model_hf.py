@@ -1,4 +1,6 @@
-"""Our GPT against Hugging Face transformers' GPT2LMHeadModel, both directions, random tiny weights (no download)."""
+"""Our GPT against Hugging Face transformers' GPT2LMHeadModel, both directions, random tiny weights (no download).
+
+The RoPE families (Llama, Arcee, Qwen3, Apertus) are tested in test_hf_families.py."""
 
 from __future__ import annotations
 
@@ -52,7 +54,8 @@ def test_hf_gpt2_imported_gives_equal_logits(tmp_path, tie, activation):
         torch.testing.assert_close(model.eval()(IDS)[0], hf(IDS).logits, atol=1e-4, rtol=1e-4)
 
 
-@pytest.mark.parametrize("kw", [{}, {"bias": True}, {"tie_weights": False}, {"activation": "relu", "bias": True}])
+@pytest.mark.parametrize("kw", [{}, {"bias": True}, {"tie_weights": False}, {"activation": "relu", "bias": True},
+                                {"activation": "relu2"}])
 def test_exported_model_loads_in_transformers_with_equal_logits(tmp_path, kw):
     model = ours(**kw)
     export_hf(model, tmp_path)
@@ -81,10 +84,11 @@ def test_param_count_matches_transformers():
 
 @pytest.mark.parametrize("kw, needle", [
     ({"positions": "rope"}, "positions=rope"), ({"activation": "swiglu"}, "activation=swiglu"),
-    ({"activation": "relu2"}, "activation=relu2"), ({"norm_type": "rmsnorm"}, "norm_type=rmsnorm"),
-    ({"norm": "post"}, "norm=post"), ({"qk_norm": True}, "qk_norm"),
+    ({"norm_type": "rmsnorm"}, "norm_type=rmsnorm"), ({"norm": "post"}, "norm=post"), ({"qk_norm": True}, "qk_norm"),
 ])
-def test_options_gpt2_cannot_express_are_refused_by_name(tmp_path, kw, needle):
+def test_options_no_hf_family_expresses_are_refused_by_name(tmp_path, kw, needle):
+    """Learned positions with anything but GPT-2's LayerNorm, non-gated MLP and plain q/k: no family (RoPE models
+    go to Llama, Arcee, Qwen3 or Apertus: tests/test_hf_families.py)."""
     with pytest.raises(InputError, match=needle):
         export_hf(ours(**kw), tmp_path)
     assert not any(tmp_path.iterdir())
@@ -100,10 +104,10 @@ def test_import_refuses_pickles_and_unsupported_settings(tmp_path):
     hf.save_pretrained(tmp_path / "erf", safe_serialization=True)
     with pytest.raises(InputError, match="activation_function"):
         import_hf(tmp_path / "erf")
-    (tmp_path / "llama").mkdir()
-    (tmp_path / "llama" / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    (tmp_path / "mistral").mkdir()
+    (tmp_path / "mistral" / "config.json").write_text(json.dumps({"model_type": "mistral"}))
     with pytest.raises(InputError, match="model_type"):
-        import_hf(tmp_path / "llama")
+        import_hf(tmp_path / "mistral")
 
 
 @pytest.mark.slow

@@ -35,16 +35,20 @@ def register(sub) -> None:
     p.add_argument("--no-cache", action="store_true", help="recompute the whole context per token (slow reference)")
     p.set_defaults(func=_generate)
 
-    p = sub.add_parser("export", help="write a checkpoint as a Hugging Face GPT-2 folder",
-                       description="Export to a folder transformers loads with AutoModelForCausalLM.from_pretrained. "
-                                   "Example: scratchllm export --run runs/demo --format hf --out gpt2-demo")
+    p = sub.add_parser("export", help="write a checkpoint as a Hugging Face folder (GPT-2, Llama, Arcee, Qwen3 ...)",
+                       description="Export to a folder transformers loads with AutoModelForCausalLM and AutoTokenizer, "
+                                   "in the family that computes the same function (learned positions: GPT-2; RoPE + "
+                                   "RMSNorm: Llama, Arcee, Qwen3 or Apertus by MLP and q/k norm). "
+                                   "Example: scratchllm export --run runs/demo --format hf --out demo-hf")
     _add_source(p)
-    p.add_argument("--format", choices=["hf"], default="hf", help="output format (hf: GPT-2 config + safetensors)")
+    p.add_argument("--format", choices=["hf"], default="hf",
+                   help="output format (hf: config.json, model.safetensors, tokenizer, README.md)")
     p.add_argument("--out", required=True, metavar="DIR", help="folder to write")
     p.set_defaults(func=_export)
 
-    p = sub.add_parser("import-hf", help="read a Hugging Face GPT-2 folder into a scratchllm checkpoint",
-                       description="Import GPT-2 weights (config.json + model.safetensors) from a local folder. "
+    p = sub.add_parser("import-hf", help="read a Hugging Face folder into a scratchllm checkpoint",
+                       description="Import GPT-2, Llama, Arcee, Qwen3 or Apertus weights (config.json + "
+                                   "model.safetensors) from a local folder, if scratchllm computes the same function. "
                                    "Example: scratchllm import-hf ~/models/gpt2 --out runs/gpt2/checkpoints/latest")
     p.add_argument("hf_dir", metavar="DIR", help="folder with config.json and model.safetensors")
     p.add_argument("--out", required=True, metavar="DIR", help="checkpoint folder to write")
@@ -100,12 +104,13 @@ def _generate(args) -> int:
 
 def _export(args) -> int:
     from scratchllm.checkpoint import load_model
-    from scratchllm.convert import export_hf
+    from scratchllm.convert import export_hf, family_for
 
-    model, tok, _ = load_model(args.run or args.checkpoint)
-    out = export_hf(model, args.out, tok)
-    print(f"wrote {out}/ (config.json, model.safetensors): load it with "
-          f"transformers.AutoModelForCausalLM.from_pretrained({str(out)!r})")
+    source = args.run or args.checkpoint
+    model, tok, _ = load_model(source)
+    out = export_hf(model, args.out, tok, source=source)
+    print(f"wrote {out}/ as {family_for(model.config).architecture} (config.json, model.safetensors, README.md): "
+          f"load it with transformers.AutoModelForCausalLM.from_pretrained({str(out)!r})")
     return 0
 
 

@@ -1,9 +1,11 @@
-"""Export a `BPETokenizer` as a Hugging Face `tokenizer.json` that `tokenizers.Tokenizer.from_file` loads.
+"""Export a `BPETokenizer` as a Hugging Face `tokenizer.json` that `tokenizers.Tokenizer.from_file` loads, and as
+a folder (`tokenizer.json` + `tokenizer_config.json`) that `AutoTokenizer.from_pretrained` loads.
 
 The adapter owns only the translation: bytes -> GPT-2's printable byte-to-unicode alphabet, our split pattern as a
 `Split` pre-tokenizer followed by `ByteLevel(use_regex=False)`, and a merge list ordered like tiktoken's ranks
 (every split of each token into two tokens, ranked by the token's id, as transformers' TikTokenConverter does).
 A test proves HF encodes the corpus to the same ids. It writes JSON itself; the `tokenizers` package is not needed.
+The chat template (issue 18) is not made here: a caller that has one passes it through `export_hf_folder`.
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ from __future__ import annotations
 import json
 import os
 from functools import lru_cache
+from pathlib import Path
 
-from scratchllm.config import atomic_write_text
+from scratchllm.config import atomic_write_text, write_json
 from scratchllm.tokenizer.regex import RegexTokenizer
 
 
@@ -72,3 +75,25 @@ def to_hf_dict(tok: RegexTokenizer) -> dict:
 def export_hf(tok: RegexTokenizer, path: str | os.PathLike) -> None:
     """Write `tokenizer.json` for Hugging Face atomically."""
     atomic_write_text(path, json.dumps(to_hf_dict(tok), ensure_ascii=False, indent=1) + "\n")
+
+
+def tokenizer_config(tok: RegexTokenizer, model_max_length: int, chat_template: str | None = None) -> dict:
+    """`tokenizer_config.json`: a plain fast tokenizer that adds no tokens of its own; "<|endoftext|>" (when we
+    have it) is its bos and eos, our other special tokens its extra special tokens."""
+    eos = "<|endoftext|>" if "<|endoftext|>" in tok.special_tokens else None
+    config = {
+        "tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": model_max_length,
+        "clean_up_tokenization_spaces": False, "add_bos_token": False, "add_eos_token": False,
+        "bos_token": eos, "eos_token": eos, "unk_token": None, "pad_token": None,
+        "extra_special_tokens": [s for s in tok.special_tokens if s != eos],
+    }
+    if chat_template is not None:
+        config["chat_template"] = chat_template
+    return config
+
+
+def export_hf_folder(tok: RegexTokenizer, folder: str | os.PathLike, model_max_length: int,
+                     chat_template: str | None = None) -> None:
+    """Write `tokenizer.json` and `tokenizer_config.json` into `folder`, as `AutoTokenizer.from_pretrained` reads."""
+    export_hf(tok, Path(folder) / "tokenizer.json")
+    write_json(Path(folder) / "tokenizer_config.json", tokenizer_config(tok, model_max_length, chat_template))
