@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import xml.etree.ElementTree as ET
 
 import numpy as np
@@ -187,7 +188,7 @@ def test_viz_cli_on_a_folder_that_is_not_a_run_says_so_in_one_line(tmp_path, cap
     assert not (tmp_path / "figures").exists()
 
 
-def test_render_all_only_missing_draws_just_what_is_not_there(rendered):
+def test_render_all_only_missing_draws_just_what_is_not_there_or_is_stale(rendered):
     run = rendered[0]
     before = {p.name: p.stat().st_mtime_ns for p in (run / "figures").iterdir()}
     assert render_all(run, [], only_missing=True) == []
@@ -195,3 +196,6 @@ def test_render_all_only_missing_draws_just_what_is_not_there(rendered):
     assert {p.name for p in render_all(run, [], only_missing=True)} == {"loss.png", "loss.svg"}
     after = {p.name: p.stat().st_mtime_ns for p in (run / "figures").iterdir()}
     assert {name for name in before if before[name] != after[name]} == {"loss.png", "loss.svg"}
+    newer = (run / "figures" / "loss.png").stat().st_mtime + 5
+    os.utime(run / "metrics.jsonl", (newer, newer))  # the run went on after the figures were drawn
+    assert {p.name for p in render_all(run, [], only_missing=True)} >= {"loss.png", "attention_cube.png"}
