@@ -150,6 +150,22 @@ def render_conversation(tokenizer: Tokenizer, messages: Sequence[Message], mask:
     return ids, [1] * len(ids) if mask == "all" else trained
 
 
+def show_mask(tokenizer: Tokenizer, ids: Sequence[int], mask: Sequence[int], color: bool = True) -> str:
+    """The rendered text with trained tokens marked: green on a terminal (color), else between « and ».
+
+    "<|user|>Hi<|end|><|assistant|>Yo<|end|>" -> "<|user|>Hi<|end|><|assistant|>«Yo<|end|>»" without color.
+    """
+    on, off = ("\x1b[1;32m", "\x1b[0m") if color else ("«", "»")
+    pieces, current = [], []
+    for k, (token, trained) in enumerate(zip(ids, mask, strict=True)):
+        current.append(token)
+        if k + 1 == len(ids) or mask[k + 1] != trained:
+            text = tokenizer.decode(current)
+            pieces.append(f"{on}{text}{off}" if trained else text)
+            current = []
+    return "".join(pieces)
+
+
 def render_prompt(tokenizer: Tokenizer, messages: Sequence[Message]) -> list[int]:
     """The ids to generate a reply from: the conversation (ending with a user turn) plus the `<|assistant|>` opener."""
     if messages and messages[-1].get("role") == "assistant":

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from scratchllm.chat import (
@@ -22,6 +22,7 @@ from scratchllm.chat import (
     render_for_training,
     render_prompt,
     sft_loss,
+    show_mask,
     truncate,
 )
 from scratchllm.config import InputError
@@ -183,3 +184,15 @@ def test_all_prompt_batch_gives_a_finite_zero_loss_and_zero_gradient(tok):
         loss.backward()
         assert torch.isfinite(loss) and loss.item() == 0.0
         assert all(p.grad is None or not p.grad.any() for p in model.parameters())
+
+
+@settings(max_examples=40, deadline=None)
+@given(conversation)
+def test_show_mask_marks_exactly_the_trained_text(tok, messages):
+    assume(not any(c in conversation_text(messages) for c in "«»"))
+    ids, mask = render_conversation(tok, messages)
+    plain = show_mask(tok, ids, mask, color=False)
+    assert plain.replace("«", "").replace("»", "") == conversation_text(messages)
+    marked = "".join(part.split("»")[0] for part in plain.split("«")[1:])
+    assert marked == "".join(f"{m['content']}{END}" for m in messages if m["role"] == "assistant")
+    assert show_mask(tok, ids, mask).replace("\x1b[1;32m", "").replace("\x1b[0m", "") == conversation_text(messages)
