@@ -9,7 +9,6 @@ a trained model's vocabulary for the new tokens. It owns no data files (sft_data
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Sequence
 
 import torch
@@ -54,16 +53,14 @@ def _plain_twin(tokenizer: Tokenizer) -> Tokenizer:
     return type(tokenizer).from_dict(data)
 
 
-_TWINS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
 def encode_plain(tokenizer: Tokenizer, text: str) -> list[int]:
-    """Text -> ids with special-token strings treated as plain text (a message cannot forge a turn token)."""
+    """Text -> ids with special-token strings treated as plain text (a message cannot forge a turn token).
+
+    Only text that holds such a string (rare) pays for building the twin tokenizer.
+    """
     if not any(s in text for s in tokenizer.special_tokens):
         return tokenizer.encode(text)
-    if tokenizer not in _TWINS:
-        _TWINS[tokenizer] = _plain_twin(tokenizer)
-    return _TWINS[tokenizer].encode(text)
+    return _plain_twin(tokenizer).encode(text)
 
 
 @torch.no_grad()
