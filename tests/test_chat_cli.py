@@ -102,3 +102,21 @@ def test_evaluate_qa_rows_add_up(tok, base_tok):
     assert report["by_type"]["majority"]["speaker"]["correct"] == 1
     assert report["examples"] == [{"kind": "speaker", "question": "Who says this?", "gold": "Romeo",
                                    "majority": "romeo", "finetuned": "", "base": report["examples"][0]["base"]}]
+
+
+def test_session_commands_reset_set_temperature_and_quit(tok, capsys):
+    from argparse import Namespace
+
+    from scratchllm.cli.chat_cmd import Session
+    from scratchllm.config import InputError
+
+    args = Namespace(system="Be brief.", temperature=0.0, top_k=None, top_p=None, seed=0, max_new_tokens=4)
+    session = Session(tiny_gpt(tok.vocab_size), tok, args)
+    session.answer("Who is Hamlet?", io.StringIO())
+    assert [m["role"] for m in session.messages] == ["system", "user", "assistant"]
+    assert session.command("/reset") and session.messages == [{"role": "system", "content": "Be brief."}]
+    assert session.command("/temperature 0.5") and session.sampling["temperature"] == 0.5
+    with pytest.raises(InputError):
+        session.command("/temperature hot")
+    assert session.command("/what") and "/reset" in capsys.readouterr().out
+    assert session.command("/quit") is False
