@@ -348,14 +348,20 @@ def test_memory_table_has_a_row_per_technique_with_its_effect_and_machine(full_r
 
 
 def test_prose_numbers_come_from_the_results_files(full_run, tmp_path):
-    """The bits-per-byte chapter quotes the nanoGPT baseline from speedrun.json, and says nothing of it without."""
+    """The prose quotes the nanoGPT baseline from speedrun.json and the benchmark MFU from train.json, and says
+    nothing of them without those files."""
     speedrun = {"machine": {"cpu": "Test CPU 9000"}, "runs": [
         {"minutes": 1.0, "baseline": {"bpb": {"val": 2.9123}}, "ours": {"corpus": "shakespeare"}},
         {"minutes": 5.0, "baseline": {"bpb": {"val": 2.4567}}, "ours": {"corpus": "shakespeare"}}]}
+    train = {"machine": {"cpu": "Test CPU 9000"}, "matmul_peak_fp32_flops": 2.0e11,
+             "speed_shakespeare_char": {"mfu": {"ours": 0.4321}}}
     (tmp_path / "speedrun.json").write_text(json.dumps(speedrun))
+    (tmp_path / "train.json").write_text(json.dumps(train))
     text = "".join(squash(pdf_text(build_report(full_run[0], tmp_path / "g.pdf", bench_dir=tmp_path))[1]))
     assert "2.91after1minuteand2.46after5minutes" in text
+    assert "reaches43%ofameasuredfloat32matrix-productpeakof200GFLOP/s" in text
     assert "babyGPT" not in "".join(full_run[4])  # full_run has no benchmark results
+    assert "rarelypass" not in "".join(full_run[4])
 
 
 def test_report_modules_stay_small_and_leave_layout_to_the_book():

@@ -317,10 +317,13 @@ class Book:
         if piece:
             paragraph.write(piece)
 
-    def bullets(self, items: list[str]) -> None:
-        """A bulleted list; items take the same inline markup as `para`."""
+    def bullets(self, items: list[str], intro: str = "") -> None:
+        """A bulleted list; items take the same inline markup as `para`. An `intro` paragraph is kept on the same
+        page as the start of the list (up to about a third of a page of it)."""
         pdf = self.pdf
-        self.need(12)
+        self.need(min(14 + 6 * len(items), 80) if intro else 12)
+        if intro:
+            self.para(intro)
         base = ("serif", "", BODY_PT)
         with pdf.text_columns(text_align=Align.J, line_height=LINE) as cols:
             for item in items:

@@ -104,10 +104,9 @@ def write(book: Book, run: RunSummary) -> None:
     _about(book)
     if run.missing:
         book.section("What this run does not have")
-        book.need(min(14 + 6 * len(run.missing), 80))  # keep the list with its introduction
-        book.para("Parts of the guide need files that this run folder lacks. Each chapter says so where the "
-                  "missing piece would have been shown:")
-        book.bullets([f"`{m.split(':', 1)[0]}`:{m.split(':', 1)[1]}" if ":" in m else m for m in run.missing])
+        book.bullets([f"`{m.split(':', 1)[0]}`:{m.split(':', 1)[1]}" if ":" in m else m for m in run.missing],
+                     intro="Parts of the guide need files that this run folder lacks. Each chapter says so where "
+                     "the missing piece would have been shown:")
 
 
 def _bits_per_byte(book: Book, run: RunSummary) -> None:

@@ -74,8 +74,18 @@ def _speed(book: Book, run: RunSummary) -> None:
     book.table(["measure", "this run"], rows, "Speed and memory of this run.")
     book.para("**MFU** compares the arithmetic the model needs with what the hardware could do: tokens per second "
               "× training FLOPs per token (6 per weight for the forward and backward matrix products, plus the "
-              "attention scores), divided by the peak FLOP/s of the device. Small models on a CPU rarely pass "
-              "30-40%: their matrices are too small to keep the arithmetic units busy.")
+              "attention scores), divided by the peak FLOP/s of the device." + _benchmark_mfu(run))
+
+
+def _benchmark_mfu(run: RunSummary) -> str:
+    """A sentence quoting the training benchmark's MFU and the matmul peak it is measured against, or ""."""
+    data = run.benchmarks.get("train")
+    mfu, peak = dig(data, "speed_shakespeare_char.mfu.ours"), dig(data, "matmul_peak_fp32_flops")
+    if not (is_finite(mfu) and is_finite(peak)):
+        return ""
+    return (f" The training benchmark's character-level baby GPT reaches {100 * mfu:.0f}% of a measured float32 "
+            f"matrix-product peak of {peak / 1e9:,.0f} GFLOP/s (benchmarks/results/train.json; "
+            f"{machine_line(data)}).")
 
 
 def _setting(key: str, value) -> str:

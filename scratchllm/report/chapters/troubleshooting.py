@@ -44,10 +44,9 @@ def _findings(book: Book, run: RunSummary) -> None:
         book.para("The doctor examined this run's metrics and samples and found nothing wrong.")
         return
     for f in run.doctor:
-        book.need(30)
-        book.para(f"**{str(f.get('severity', 'note')).capitalize()}: {f.get('symptom', '')}**")
         book.bullets([f"**Evidence.** {f.get('evidence', '')}", f"**Likely cause.** {f.get('cause', '')}",
-                      f"**Fix.** {f.get('fix', '')}"])
+                      f"**Fix.** {f.get('fix', '')}"],
+                     intro=f"**{str(f.get('severity', 'note')).capitalize()}: {f.get('symptom', '')}**")
 
 
 def write(book: Book, run: RunSummary) -> None:
