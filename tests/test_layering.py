@@ -16,7 +16,7 @@ LAYERS = {
     "train": 4, "assistant": 4,
     "viz": 5, "lr_find": 5, "speedrun": 5,
     "report": 6,
-    "quickstart": 7,
+    "quickstart": 7, "serve": 7,
     "cli": 8,
 }
 EXEMPT = {"__init__", "__main__", "assets"}

@@ -1,7 +1,8 @@
 """The `scratchllm` console command: argparse subcommands that are thin calls of library functions.
 
 Each command group registers itself from its own small module (`tokenizer_cmd`, `model_cmd`, `train_cmd`,
-`chat_cmd`, `inspect_cmd`, `report_cmd`, `speedrun_cmd`), so no single file grows into a thousand-line switchboard.
+`chat_cmd`, `inspect_cmd`, `report_cmd`, `speedrun_cmd`, `serve_cmd`), so no single file grows into a
+thousand-line switchboard.
 This module owns the shared error policy from ../shared/CLI.md: bad usage or input -> one line on
 stderr and exit 2; Ctrl-C -> exit 130.
 """
@@ -31,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
         model_cmd,
         quickstart_cmd,
         report_cmd,
+        serve_cmd,
         speedrun_cmd,
         tokenizer_cmd,
         train_cmd,
@@ -44,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for module in (quickstart_cmd, train_cmd, tokenizer_cmd, model_cmd, chat_cmd, inspect_cmd, report_cmd,
-                   speedrun_cmd):
+                   speedrun_cmd, serve_cmd):
         module.register(sub)
     return parser
 
