@@ -3,9 +3,16 @@ PY      := .venv/bin/python
 STAMP   := .venv/.installed
 MINUTES ?= 6.5
 
-.PHONY: setup demo test test-slow bench lint clean
+.PHONY: setup browser demo test test-slow bench lint clean
 
-setup: $(STAMP)
+setup: $(STAMP) browser
+
+# The workbench's browser tests drive Debian's chromium with its chromium-driver; installed here when we are root.
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	else echo "note: no chromium + chromedriver and not root: the browser tests will skip (fail when CI=true)"; fi
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
