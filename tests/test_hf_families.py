@@ -76,8 +76,9 @@ def test_export_loads_in_transformers_with_equal_logits_and_greedy_tokens(tmp_pa
     assert ids[0].tolist() == tok.encode(prompt)
     with torch.no_grad():
         torch.testing.assert_close(hf(ids).logits, model(ids)[0], atol=1e-4, rtol=1e-4)
-    start = ids[:, :16]  # 16 + 24 new tokens fit GPT-2's 64 learned positions
-    out = hf.generate(start, max_new_tokens=24, min_new_tokens=24, do_sample=False, pad_token_id=0)
+    start = ids[:, :16]  # 16 + 24 new tokens fit GPT-2's 64 learned positions; an explicit mask, or HF would mask
+    out = hf.generate(start, attention_mask=torch.ones_like(start), max_new_tokens=24, min_new_tokens=24,
+                      do_sample=False, pad_token_id=0)  # every prompt token equal to pad_token_id
     assert out[0, 16:].tolist() == generate(model, start, 24, temperature=0)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from scratchllm.convert.families import Family
 from scratchllm.model import GPT
-from scratchllm.runfolder import METRICS, SUMMARY, read_json
+from scratchllm.runfolder import METRICS, SUMMARY, is_finite, read_json
 
 
 def find_run(source: Path | None) -> Path | None:
@@ -39,12 +39,13 @@ def _run_rows(run: Path | None) -> list[str]:
         return ["| run | unknown (exported from a checkpoint outside a run folder) |"]
     rows = [f"| run | `{run.name}` |"]
     summary = read_json(run / SUMMARY)
-    if isinstance(summary, dict):
-        if summary.get("final_val_bpb") is not None:
-            rows.append(f"| validation bits per byte | {summary['final_val_bpb']:.4f} (lower is better) |")
-        corpus = summary.get("corpus") or {}
-        rows.append(f"| training | {summary.get('steps')} steps, {summary.get('tokens')} tokens of "
-                    f"{corpus.get('name')} |")
+    if not isinstance(summary, dict):
+        return rows
+    if is_finite(summary.get("final_val_bpb")):
+        rows.append(f"| validation bits per byte | {summary['final_val_bpb']:.4f} (lower is better) |")
+    if is_finite(summary.get("steps")) and is_finite(summary.get("tokens")):
+        corpus = (summary.get("corpus") or {}).get("name", "an unnamed corpus")
+        rows.append(f"| training | {summary['steps']:,} steps, {summary['tokens']:,} tokens of {corpus} |")
     return rows
 
 
