@@ -196,3 +196,25 @@ def test_model_card_says_family_params_run_and_bits_per_byte(tmp_path, tok):
     assert f"{hf.num_parameters():,}" in card and type(hf).__name__ in card
     assert "`demo`" in card and "2.0481" in card and "871 steps" in card
     assert "AutoTokenizer.from_pretrained" in card
+
+
+def test_import_reads_a_transformers_4_config_with_rope_theta_at_the_top(tmp_path):
+    """Files saved by transformers 4.x say "rope_theta": 10000.0 and "rope_scaling": null instead of 5.x's
+    rope_parameters: the same model comes back."""
+    model = ours(61, **ROPE_RMS, activation="swiglu")
+    export_hf(model, tmp_path)
+    hf = json.loads((tmp_path / "config.json").read_text())
+    hf.pop("rope_parameters")
+    (tmp_path / "config.json").write_text(json.dumps({**hf, "rope_theta": 10000.0, "rope_scaling": None}))
+    back, _, _ = import_hf(tmp_path)
+    assert back.config == model.config
+    for name, t in model.state_dict().items():
+        assert torch.equal(back.state_dict()[name], t), name
+
+
+def test_model_card_of_a_checkpoint_outside_a_run_says_so_and_loads_without_hf_tokenizer(tmp_path):
+    save_model(tmp_path / "ckpt", ours(61, **ROPE_RMS, activation="relu2", qk_norm=True), None)
+    assert main(["export", "--checkpoint", str(tmp_path / "ckpt"), "--out", str(tmp_path / "hf")]) == 0
+    card = (tmp_path / "hf" / "README.md").read_text()
+    assert "ApertusForCausalLM" in card and "outside a run folder" in card and "bits per byte" not in card
+    assert type(transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf")).__name__ in card
