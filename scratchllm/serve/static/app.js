@@ -37,16 +37,19 @@ const tokenColour = (id) => `hsl(${(id * 137.508) % 360}, 70%, 86%)`;
 const visible = (s) => s.replace(/ /g, "\u2423").replace(/\n/g, "\u21b5").replace(/\t/g, "\u21e5");
 
 // Draw matrix m (rows x cols) into a canvas, one pixel block per cell; mask[i][j] false cells are grey.
-// kind: "att" scales 0..max (the brightest weight of this map), "div" is blue-white-red around 0, "seq" min..max.
+// kind: "att" scales each row 0..its largest weight (a query's row sums to 1, so long rows would look black),
+// "div" is blue-white-red around 0, "seq" min..max.
 function drawMatrix(canvas, m, { kind = "seq", mask = null, row = -1, col = -1 } = {}) {
   const rows = m.length, cols = m[0].length, cell = Math.max(1, Math.floor(256 / Math.max(rows, cols)));
   canvas.width = cols * cell; canvas.height = rows * cell;
   const ctx = canvas.getContext("2d"), flat = m.flat().filter((v, k) => !mask || mask[Math.floor(k / cols)][k % cols]);
   const lo = Math.min(...flat), hi = Math.max(...flat), span = Math.max(Math.abs(lo), Math.abs(hi)) || 1;
+  const rowMax = m.map((r) => Math.max(...r) || 1);
   for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) {
     const v = m[i][j];
     const rgb = mask && !mask[i][j] ? [215, 219, 226]
-      : kind === "div" ? diverging(v / span) : kind === "att" ? sequential(v / (hi || 1)) : sequential((v - lo) / ((hi - lo) || 1));
+      : kind === "div" ? diverging(v / span)
+      : kind === "att" ? sequential(v / rowMax[i]) : sequential((v - lo) / ((hi - lo) || 1));
     ctx.fillStyle = `rgb(${rgb.join(",")})`;
     ctx.fillRect(j * cell, i * cell, cell, cell);
   }
@@ -73,7 +76,7 @@ function drawGrid(container, att, selected, onPick) {
     heads.forEach((m, h) => {
       const c = el("canvas", { class: "matrix", title: `layer ${l}, head ${h}`, "data-layer": l, "data-head": h });
       if (selected && selected[0] === l && selected[1] === h) c.classList.add("selected");
-      drawMatrix(c, m, { kind: "att" });
+      drawMatrix(c, m, { kind: "att", mask: m.map((r, i) => r.map((_, j) => j <= i)) });  // causal: grey future
       if (onPick) c.addEventListener("click", () => onPick(l, h));
       container.append(c);
     });
@@ -243,8 +246,6 @@ function lineChart(svg, run, step) {
   svg.append(el("svg:text", { x: W - R + 4, y: T + 10 }, `lr ${lrMax.toExponential(1)}`));
   svg.append(el("svg:text", { x: L, y: H - 8 }, "step 0"));
   svg.append(el("svg:text", { x: W - R - 60, y: H - 8 }, `step ${maxStep}`));
-  svg.append(el("svg:text", { x: L + 10, y: T + 14 },
-    "— train loss (blue)   — val loss (orange)   - - learning rate (green, right scale)   ▲ doctor"));
   run.findings.forEach((f) => f.steps.filter((s) => s <= maxStep).forEach((s) => {
     const mark = el("svg:path", { class: `finding ${f.severity}`, d: `M${x(s)},${H - B - 12}l-6,10h12z` });
     mark.append(el("svg:title", {}, `${f.severity}: ${f.symptom} (${f.evidence})`));
