@@ -24,6 +24,9 @@ ROPE_RMS = {"positions": "rope", "norm_type": "rmsnorm"}
 VARIANTS = {  # id -> (our model options, the transformers class that must load it)
     "gpt2-gelu": ({}, "GPT2LMHeadModel"),
     "gpt2-relu2-bias": ({"activation": "relu2", "bias": True}, "GPT2LMHeadModel"),
+    "neox": ({"positions": "rope"}, "GPTNeoXForCausalLM"),
+    "neox-relu2-bias-untied": ({"positions": "rope", "activation": "relu2", "bias": True, "tie_weights": False},
+                               "GPTNeoXForCausalLM"),
     "llama": ({**ROPE_RMS, "activation": "swiglu"}, "LlamaForCausalLM"),
     "llama-bias-untied": ({**ROPE_RMS, "activation": "swiglu", "bias": True, "tie_weights": False},
                           "LlamaForCausalLM"),
@@ -33,13 +36,14 @@ VARIANTS = {  # id -> (our model options, the transformers class that must load 
     "qwen3": ({**ROPE_RMS, "activation": "swiglu", "qk_norm": True}, "Qwen3ForCausalLM"),
     "apertus": ({**ROPE_RMS, "activation": "relu2", "qk_norm": True}, "ApertusForCausalLM"),
 }
+ZERO_BIASES = ("GPT2LMHeadModel", "GPTNeoXForCausalLM")  # always have biases: ours export as zeros when we have none
 UNSUPPORTED = [  # our options no HF family computes, and the field the refusal must name
     ({"norm": "post"}, "norm=post"),
     ({"norm": "post", **ROPE_RMS, "activation": "swiglu"}, "norm=post"),
     ({"norm_type": "rmsnorm"}, "norm_type=rmsnorm"),
     ({"activation": "swiglu"}, "activation=swiglu"),
     ({"qk_norm": True}, "qk_norm=true"),
-    ({"positions": "rope"}, "positions=rope"),
+    ({"positions": "rope", "activation": "swiglu"}, "activation=swiglu"),
     ({**ROPE_RMS, "activation": "swiglu", "qk_norm": True, "bias": True}, "bias=true"),
 ]
 
@@ -69,7 +73,7 @@ def test_export_loads_in_transformers_with_equal_logits_and_greedy_tokens(tmp_pa
     hf = transformers.AutoModelForCausalLM.from_pretrained(tmp_path).eval()
     hf_tok = transformers.AutoTokenizer.from_pretrained(tmp_path)
     assert type(hf).__name__ == architecture
-    if model.config.bias or architecture != "GPT2LMHeadModel":  # GPT-2 holds zero biases where we have none
+    if model.config.bias or architecture not in ZERO_BIASES:
         assert hf.num_parameters() == model.num_params()
     prompt = "First Citizen:\nBefore we proceed any further, hear me speak."
     ids = hf_tok(prompt, return_tensors="pt").input_ids
@@ -82,7 +86,8 @@ def test_export_loads_in_transformers_with_equal_logits_and_greedy_tokens(tmp_pa
     assert out[0, 16:].tolist() == generate(model, start, 24, temperature=0)
 
 
-@pytest.mark.parametrize("variant", [v for v in VARIANTS if VARIANTS[v][1] != "GPT2LMHeadModel"])
+@pytest.mark.parametrize("variant", [v for v, (kw, arch) in VARIANTS.items()
+                                     if kw.get("bias") or arch not in ZERO_BIASES])
 def test_hf_model_round_trips_through_ours_with_equal_logits_and_identical_tensors(tmp_path, variant):
     """A random model built by transformers from our exported config: import -> equal logits -> export -> the
     same tensors, bit for bit."""
@@ -106,6 +111,17 @@ def test_hf_model_round_trips_through_ours_with_equal_logits_and_identical_tenso
     assert set(theirs) == set(hf.state_dict())
     for name, t in hf.state_dict().items():
         assert torch.equal(theirs[name], t), name
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_ours_round_trips_through_the_hf_folder_bit_exact(tmp_path, tok, variant):
+    model = ours(tok.vocab_size, **VARIANTS[variant][0])
+    export_hf(model, tmp_path, tok)
+    back, tok2, notes = import_hf(tmp_path)
+    assert back.config == model.config and tok2.encode("ROMEO: <|user|>") == tok.encode("ROMEO: <|user|>")
+    assert not notes
+    for name, t in model.state_dict().items():
+        assert torch.equal(back.state_dict()[name], t), name
 
 
 def test_rope_layout_is_hf_rotate_half_without_permutation(tmp_path):

@@ -104,9 +104,9 @@ def test_export_then_import_hf_round_trip(tmp_path, capsys):
 
 
 def test_export_of_a_rope_model_exits_2_naming_the_option(tmp_path, capsys):
-    run, _, _ = make_run(tmp_path, positions="rope")
+    run, _, _ = make_run(tmp_path, positions="rope", norm="post")  # RoPE alone goes to GPT-NeoX; no family is post-norm
     assert main(["export", "--run", str(run), "--out", str(tmp_path / "hf")]) == 2
-    assert "positions=rope" in capsys.readouterr().err
+    assert "norm=post" in capsys.readouterr().err
     assert not (tmp_path / "hf").exists()
 
 

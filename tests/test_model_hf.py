@@ -1,6 +1,6 @@
 """Our GPT against Hugging Face transformers' GPT2LMHeadModel, both directions, random tiny weights (no download).
 
-The RoPE families (Llama, Arcee, Qwen3, Apertus) are tested in test_hf_families.py."""
+The RoPE families (GPT-NeoX, Llama, Arcee, Qwen3, Apertus) are tested in test_hf_families.py."""
 
 from __future__ import annotations
 
@@ -83,12 +83,12 @@ def test_param_count_matches_transformers():
 
 
 @pytest.mark.parametrize("kw, needle", [
-    ({"positions": "rope"}, "positions=rope"), ({"activation": "swiglu"}, "activation=swiglu"),
+    ({"positions": "rope", "norm": "post"}, "norm=post"), ({"activation": "swiglu"}, "activation=swiglu"),
     ({"norm_type": "rmsnorm"}, "norm_type=rmsnorm"), ({"norm": "post"}, "norm=post"), ({"qk_norm": True}, "qk_norm"),
 ])
 def test_options_no_hf_family_expresses_are_refused_by_name(tmp_path, kw, needle):
-    """Learned positions with anything but GPT-2's LayerNorm, non-gated MLP and plain q/k: no family (RoPE models
-    go to Llama, Arcee, Qwen3 or Apertus: tests/test_hf_families.py)."""
+    """Learned positions with anything but GPT-2's LayerNorm, non-gated MLP and plain q/k, and post-norm: no family
+    (RoPE models go to GPT-NeoX, Llama, Arcee, Qwen3 or Apertus: tests/test_hf_families.py)."""
     with pytest.raises(InputError, match=needle):
         export_hf(ours(**kw), tmp_path)
     assert not any(tmp_path.iterdir())

@@ -35,10 +35,11 @@ def register(sub) -> None:
     p.add_argument("--no-cache", action="store_true", help="recompute the whole context per token (slow reference)")
     p.set_defaults(func=_generate)
 
-    p = sub.add_parser("export", help="write a checkpoint as a Hugging Face folder (GPT-2, Llama, Arcee, Qwen3 ...)",
+    p = sub.add_parser("export", help="write a checkpoint as a Hugging Face folder (GPT-2, Llama, Arcee, ...)",
                        description="Export to a folder transformers loads with AutoModelForCausalLM and AutoTokenizer, "
                                    "in the family that computes the same function (learned positions: GPT-2; RoPE + "
-                                   "RMSNorm: Llama, Arcee, Qwen3 or Apertus by MLP and q/k norm). "
+                                   "LayerNorm: GPT-NeoX; RoPE + RMSNorm: Llama, Arcee, Qwen3 or Apertus by MLP and "
+                                   "q/k norm). "
                                    "Example: scratchllm export --run runs/demo --format hf --out demo-hf")
     _add_source(p)
     p.add_argument("--format", choices=["hf"], default="hf",
@@ -47,7 +48,7 @@ def register(sub) -> None:
     p.set_defaults(func=_export)
 
     p = sub.add_parser("import-hf", help="read a Hugging Face folder into a scratchllm checkpoint",
-                       description="Import GPT-2, Llama, Arcee, Qwen3 or Apertus weights (config.json + "
+                       description="Import GPT-2, GPT-NeoX, Llama, Arcee, Qwen3 or Apertus weights (config.json + "
                                    "model.safetensors) from a local folder, if scratchllm computes the same function. "
                                    "Example: scratchllm import-hf ~/models/gpt2 --out runs/gpt2/checkpoints/latest")
     p.add_argument("hf_dir", metavar="DIR", help="folder with config.json and model.safetensors")

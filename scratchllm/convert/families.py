@@ -2,7 +2,7 @@
 
 Each `Family` lists the values of our config fields it can express; `family_for` picks the first family that
 expresses them all, and otherwise raises one line naming the nearest families and the fields they lack, e.g.
-"LlamaForCausalLM but for norm=post (LlamaForCausalLM has pre)". Weights and config.json: gpt2.py, llama.py.
+"LlamaForCausalLM but for norm=post (LlamaForCausalLM has pre)". Weights and config.json: gpt2.py, neox.py, llama.py.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ class Family:
     architecture: str
     """The transformers class that loads it."""
     body: str
-    """Which adapter module maps the weights: "gpt2" or "llama" (Llama's names, qkv and MLP split)."""
+    """Which adapter module maps the weights: "gpt2", "neox" or "llama" (Llama's names, qkv and MLP split)."""
     needs: dict
     """Our config field -> the values this family can express."""
 
@@ -30,6 +30,8 @@ class Family:
 ROPE_RMS = {"positions": ("rope",), "norm": ("pre",), "norm_type": ("rmsnorm",)}
 FAMILIES = (
     Family("gpt2", "GPT2LMHeadModel", "gpt2", {"positions": ("learned",), "norm": ("pre",),
+           "norm_type": ("layernorm",), "activation": NON_GATED, "qk_norm": (False,)}),
+    Family("gpt_neox", "GPTNeoXForCausalLM", "neox", {"positions": ("rope",), "norm": ("pre",),
            "norm_type": ("layernorm",), "activation": NON_GATED, "qk_norm": (False,)}),
     Family("llama", "LlamaForCausalLM", "llama", {**ROPE_RMS, "activation": ("swiglu",), "qk_norm": (False,)}),
     Family("arcee", "ArceeForCausalLM", "llama", {**ROPE_RMS, "activation": NON_GATED, "qk_norm": (False,)}),

@@ -17,7 +17,7 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
 from scratchllm.config import InputError, atomic_write_bytes, atomic_write_text, write_json
-from scratchllm.convert import gpt2, llama
+from scratchllm.convert import gpt2, llama, neox
 from scratchllm.convert.card import model_card
 from scratchllm.convert.families import Family, family_for, family_of
 from scratchllm.model import GPT, GPTConfig
@@ -30,9 +30,10 @@ OUR_TOKENIZER = "scratchllm_tokenizer.json"  # our own file, beside HF's: import
 def to_hf(model: GPT, eos_token_id: int | None = None) -> tuple[Family, dict, dict[str, torch.Tensor]]:
     """(family, config.json dict, tensors under HF names); an InputError in one line if no family fits."""
     family = family_for(model.config)
-    if family.body == "gpt2":
-        return family, gpt2.to_hf_config(model.config, eos_token_id), gpt2.to_hf_state_dict(model)
-    return family, llama.to_hf_config(model.config, family, eos_token_id), llama.to_hf_state_dict(model, family)
+    if family.body == "llama":
+        return family, llama.to_hf_config(model.config, family, eos_token_id), llama.to_hf_state_dict(model, family)
+    body = gpt2 if family.body == "gpt2" else neox
+    return family, body.to_hf_config(model.config, eos_token_id), body.to_hf_state_dict(model)
 
 
 def _check_tokenizer(model: GPT, tokenizer: Tokenizer | None, chat_template: str | None) -> None:
@@ -100,15 +101,17 @@ def _read_tokenizer(hf_dir: Path) -> tuple[Tokenizer | None, str | None]:
 def config_from_hf(hf: dict) -> tuple[Family, GPTConfig]:
     """An HF config.json dict -> its family and our config; checked before any weight is read."""
     family = family_of(hf)
-    return family, llama.from_hf_config(hf, family) if family.body == "llama" else gpt2.from_hf_config(hf)
+    if family.body == "llama":
+        return family, llama.from_hf_config(hf, family)
+    return family, (gpt2 if family.body == "gpt2" else neox).from_hf_config(hf)
 
 
 def tensors_from_hf(tensors: dict[str, torch.Tensor], config: GPTConfig, family: Family
                     ) -> tuple[GPTConfig, dict[str, torch.Tensor]]:
-    """HF tensors -> our names; a GPT-2 whose biases are all zero comes back as bias=False."""
+    """HF tensors -> our names; a GPT-2 or NeoX whose biases are all zero comes back as bias=False."""
     if family.body == "llama":
         return config, llama.from_hf_state_dict(tensors, config, family)
-    tensors = gpt2.from_hf_state_dict(tensors)
+    tensors = gpt2.from_hf_state_dict(tensors) if family.body == "gpt2" else neox.from_hf_state_dict(tensors, config)
     if not any(t.any() for n, t in tensors.items() if n.endswith(".bias")):
         config = dataclasses.replace(config, bias=False)
         tensors = {n: t for n, t in tensors.items() if not n.endswith(".bias")}
