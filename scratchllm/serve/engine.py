@@ -34,15 +34,17 @@ def _rounded(t: torch.Tensor, digits: int = 5) -> list:
 @dataclass
 class TokenStep:
     """One sampled token: its id, the text it completes ('' while a character is still incomplete), its own bytes
-    as a label, and the top-10 next-token probabilities it was drawn from (after temperature)."""
+    as a label, its probability p and the top-10 next-token probabilities it was drawn from (after temperature;
+    a sampled token may lie outside the top 10)."""
 
     id: int
     text: str
     label: str
+    p: float
     top: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return {"id": self.id, "text": self.text, "label": self.label, "top": self.top}
+        return {"id": self.id, "text": self.text, "label": self.label, "p": self.p, "top": self.top}
 
 
 class Engine:
@@ -155,7 +157,7 @@ class Generation:
         top = [{"id": int(i), "label": self.engine.label(int(i)), "p": round(float(p), 5)}
                for p, i in zip(values, order, strict=True)]
         text = self.decoder.decode(self.engine.tokenizer.decode_bytes([token]))
-        return TokenStep(token, text, self.engine.label(token), top)
+        return TokenStep(token, text, self.engine.label(token), round(float(probs[token]), 5), top)
 
     def finish(self) -> str:
         """Bytes of a character the last token left incomplete, decoded (U+FFFD) as generate.stream_text does."""

@@ -78,11 +78,13 @@ def test_seeded_sampling_equals_generate_text(client, serve_run, kw):
 def test_top10_are_the_models_probabilities(client, serve_run):
     model, tok, _ = load_model(serve_run)
     step = client.post("/api/generate", json={"prompt": "To be", "max_new_tokens": 1, "temperature": 0.5}).json()
-    logits = model.eval()(torch.tensor([tok.encode("To be")]))[0][0, -1]
+    with torch.no_grad():
+        logits = model.eval()(torch.tensor([tok.encode("To be")]))[0][0, -1]
     probs = (logits / 0.5).softmax(-1)
     top = step["steps"][0]["top"]
     assert [t["id"] for t in top] == probs.topk(10).indices.tolist()
     np.testing.assert_allclose([t["p"] for t in top], probs.topk(10).values.tolist(), atol=1e-5)
+    assert abs(step["steps"][0]["p"] - float(probs[step["steps"][0]["id"]])) < 1e-5
 
 
 def test_stream_sends_each_token_then_done(client):

@@ -90,18 +90,20 @@ let controller = null;
 function probBars(steps) {
   const box = $("#probs"); box.replaceChildren();
   for (const step of steps) {
-    box.append(el("h2", {}, `after this step the model chose ${JSON.stringify(step.label)}`));
-    const rowH = 20, svg = el("svg:svg", { viewBox: `0 0 320 ${rowH * step.top.length}` });
-    step.top.forEach((t, i) => {
+    box.append(el("h2", {}, `drew ${JSON.stringify(step.label)} (${(step.p * 100).toFixed(1)}%) from`));
+    const rows = step.top.some((t) => t.id === step.id) ? step.top : [...step.top, step];  // drawn outside the top 10
+    const rowH = 20, svg = el("svg:svg", { viewBox: `0 0 320 ${rowH * rows.length}` });
+    rows.forEach((t, i) => {
       const y = i * rowH, w = Math.max(1, t.p * 200);
-      svg.append(el("svg:text", { x: 0, y: y + 14 }, visible(t.label).slice(0, 10)));
+      svg.append(el("svg:text", { x: 0, y: y + 14 }, (i === 10 ? "… " : "") + visible(t.label).slice(0, 10)));
       svg.append(el("svg:rect", { x: 90, y: y + 3, width: w, height: rowH - 6, "data-p": t.p, "data-id": t.id,
         class: t.id === step.id ? "bar chosen" : "bar" }));
       svg.append(el("svg:text", { x: 95 + w, y: y + 14 }, `${(t.p * 100).toFixed(1)}%`));
     });
     box.append(svg);
   }
-  box.append(el("p", { class: "legend" }, "probability after temperature, before top-k / top-p; dark bar = chosen"));
+  box.append(el("p", { class: "legend" }, "the ten likeliest next tokens, probability after temperature "
+    + "(before top-k / top-p); dark bar = the token drawn"));
 }
 
 function addToken(out, pending, step) {
