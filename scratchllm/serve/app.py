@@ -14,7 +14,7 @@ import ipaddress
 import json
 import socket
 import time
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 from importlib import resources
 from pathlib import Path
 
@@ -78,10 +78,20 @@ def _done(gen: Generation, text: str, n: int, started: float) -> dict:
 
 async def _stream(app: FastAPI, gen: Generation, request: Request):
     started, text, n = time.perf_counter(), "", 0
-    async for step in _steps(app, gen, request):
-        text, n = text + step.text, n + 1
-        yield _sse("token", step.to_dict())
+    async with aclosing(_steps(app, gen, request)) as steps:
+        async for step in steps:
+            text, n = text + step.text, n + 1
+            yield _sse("token", step.to_dict())
     yield _sse("done", _done(gen, text, n, started))
+
+
+class _ClosingStream(StreamingResponse):
+    """A StreamingResponse that closes its generator when it ends for any reason. Starlette leaves a stream cut by
+    its client to the garbage collector, and until then the generator would keep holding the model lock."""
+
+    async def __call__(self, scope, receive, send) -> None:
+        async with aclosing(self.body_iterator):
+            await super().__call__(scope, receive, send)
 
 
 def _routes(app: FastAPI, run: Path, engine: Engine) -> None:
@@ -114,9 +124,10 @@ def _routes(app: FastAPI, run: Path, engine: Engine) -> None:
     async def generate(req: GenerateRequest, request: Request):
         gen = engine.start(req)  # a bad prompt is refused here, before any stream starts
         if "text/event-stream" in request.headers.get("accept", ""):
-            return StreamingResponse(_stream(app, gen, request), media_type="text/event-stream",
+            return _ClosingStream(_stream(app, gen, request), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
-        started, steps = time.perf_counter(), [s async for s in _steps(app, gen, request)]
+        async with aclosing(_steps(app, gen, request)) as stream:
+            started, steps = time.perf_counter(), [s async for s in stream]
         return {**_done(gen, "".join(s.text for s in steps), len(steps), started),
                 "steps": [s.to_dict() for s in steps]}
 
@@ -139,8 +150,7 @@ def create_app(run_dir) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        # asyncio's lock, not anyio's: a stream cut by its client is closed from another task, which anyio refuses
-        app.state.lock = asyncio.Lock()
+        app.state.lock = asyncio.Lock()  # made inside the server's event loop
         yield
 
     app = FastAPI(title="scratchllm workbench", lifespan=lifespan, dependencies=[Depends(_no_query)],

@@ -221,7 +221,7 @@ def test_client_disconnect_stops_generation(live_server):
                 accept="text/event-stream")
     assert res.readline().startswith(b"event: token")
     res.close()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 3  # the lock is released at once, not whenever the garbage collector runs
     while json.loads(urllib.request.urlopen(url + "/api/health").read())["busy"] and time.monotonic() < deadline:
         time.sleep(0.05)
     stopped_at = engine.tokens_generated

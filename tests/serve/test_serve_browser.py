@@ -84,6 +84,21 @@ def test_prompt_streams_tokens_and_hover_shows_bars(page, tmp_path):
     page.save_screenshot(str(tmp_path / "generate.png"))
 
 
+def test_stop_button_ends_the_generation_on_the_server(page, live_server):
+    _, app = live_server
+    tokens = page.find_element("id", "max-new-tokens")
+    tokens.clear()
+    tokens.send_keys("1024")
+    page.find_element("id", "generate").click()
+    _wait(lambda: len(page.find_elements("css selector", "#output .tok")) > 5)
+    page.find_element("id", "stop").click()
+    _wait(lambda: page.find_element("id", "gen-status").text == "stopped")
+    _wait(lambda: not app.state.lock.locked(), timeout=3)  # released at once, not when the garbage collector runs
+    made = app.state.engine.tokens_generated
+    time.sleep(0.3)
+    assert app.state.engine.tokens_generated == made
+
+
 def test_explorer_row_matches_the_api(page, live_server, tmp_path):
     url, _ = live_server
     _show(page, "attention")
