@@ -104,7 +104,7 @@ def base_answer(model: GPT, tokenizer: Tokenizer, prompt: str, max_new_tokens: i
 def evaluate_qa(test: Sequence[Question], train: Sequence[Question], finetuned: tuple[GPT, Tokenizer] | None = None,
                 base: tuple[GPT, Tokenizer] | None = None, max_new_tokens: int = 48, examples: int = 5) -> dict:
     """The rows of qa_eval.json: accuracy with 95% intervals per model and kind, the majority baseline, the rate of
-    replies that end with <|end|>, and the first `examples` questions with each model's answers. Greedy decoding.
+    replies that end with <|end|>, and the first `examples` questions of each kind with every answer. Greedy decoding.
     """
     replies = {"majority": majority_replies(train, test)}
     report: dict = {"questions": len(test)}
@@ -120,6 +120,8 @@ def evaluate_qa(test: Sequence[Question], train: Sequence[Question], finetuned: 
     rows = {name: accuracy_by_kind(test, r) for name, r in replies.items()}
     report["accuracy"] = {name: row["all"]["accuracy"] for name, row in rows.items()}
     report["by_type"] = rows
-    report["examples"] = [{"kind": q.kind, "question": q.question, "gold": q.answer,
-                           **{name: r[i] for name, r in replies.items()}} for i, q in enumerate(test[:examples])]
+    shown = [i for kind in dict.fromkeys(q.kind for q in test) for i in [k for k, q in enumerate(test)
+                                                                         if q.kind == kind][:examples]]
+    report["examples"] = [{"kind": test[i].kind, "question": test[i].question, "gold": test[i].answer,
+                           **{name: r[i] for name, r in replies.items()}} for i in shown]
     return report

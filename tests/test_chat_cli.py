@@ -100,8 +100,9 @@ def test_evaluate_qa_rows_add_up(tok, base_tok):
     base_accuracy = report["by_type"]["base"]["all"]["accuracy"]
     assert report["accuracy"] == {"majority": 0.5, "finetuned": 0.0, "base": base_accuracy}
     assert report["by_type"]["majority"]["speaker"]["correct"] == 1
-    assert report["examples"] == [{"kind": "speaker", "question": "Who says this?", "gold": "Romeo",
-                                   "majority": "romeo", "finetuned": "", "base": report["examples"][0]["base"]}]
+    assert [e["kind"] for e in report["examples"]] == ["speaker", "play"]
+    assert report["examples"][0] == {"kind": "speaker", "question": "Who says this?", "gold": "Romeo",
+                                     "majority": "romeo", "finetuned": "", "base": report["examples"][0]["base"]}
 
 
 def test_session_commands_reset_set_temperature_and_quit(tok, capsys):
