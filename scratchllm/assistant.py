@@ -102,7 +102,7 @@ def base_answer(model: GPT, tokenizer: Tokenizer, prompt: str, max_new_tokens: i
 
 
 def evaluate_qa(test: Sequence[Question], train: Sequence[Question], finetuned: tuple[GPT, Tokenizer] | None = None,
-                base: tuple[GPT, Tokenizer] | None = None, max_new_tokens: int = 48, examples: int = 5) -> dict:
+                base: tuple[GPT, Tokenizer] | None = None, max_new_tokens: int = 48, examples: int = 2) -> dict:
     """The rows of qa_eval.json: accuracy with 95% intervals per model and kind, the majority baseline, the rate of
     replies that end with <|end|>, and the first `examples` questions of each kind with every answer. Greedy decoding.
     """
