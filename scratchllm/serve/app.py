@@ -32,6 +32,7 @@ from scratchllm.serve.schemas import MAX_BODY_BYTES, AttentionRequest, FieldErro
 
 STATIC = {"/": ("index.html", "text/html"), "/static/app.js": ("app.js", "text/javascript"),
           "/static/style.css": ("style.css", "text/css")}
+LOCAL_NAMES = {"127.0.0.1", "localhost", "::1", "[::1]"}
 # The page may load only from this server: a browser refuses anything else, CDN or font included.
 CSP = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'"
 
@@ -143,8 +144,10 @@ def _static(app: FastAPI) -> None:
         app.add_api_route(route, page, methods=["GET"], include_in_schema=False)
 
 
-def create_app(run_dir) -> FastAPI:
-    """The workbench for one run folder; its model is loaded now (a missing checkpoint is an InputError)."""
+def create_app(run_dir, local_only: bool = True) -> FastAPI:
+    """The workbench for one run folder; its model is loaded now (a missing checkpoint is an InputError).
+    local_only: answer only requests addressed to this machine by name (Host 127.0.0.1, localhost or ::1), so a web
+    page elsewhere cannot reach the server through a DNS name it re-points at 127.0.0.1."""
     run = require_run(run_dir, "serve").resolve()
     engine = Engine(run)
 
@@ -162,6 +165,8 @@ def create_app(run_dir) -> FastAPI:
 
     @app.middleware("http")
     async def limit_body(request: Request, call_next):
+        if local_only and request.url.hostname not in LOCAL_NAMES:
+            return _error(400, f"host: {request.url.hostname!r} is not this machine's name (serving locally)", "host")
         if int(request.headers.get("content-length") or 0) > MAX_BODY_BYTES:
             return _error(413, f"body: larger than {MAX_BODY_BYTES} bytes", "body")
         return await call_next(request)
@@ -172,6 +177,7 @@ def create_app(run_dir) -> FastAPI:
 
 
 def is_loopback(host: str) -> bool:
+    """Whether `host` names this machine only: localhost, 127.x.x.x or ::1."""
     try:
         return host == "localhost" or ipaddress.ip_address(host).is_loopback
     except ValueError:
@@ -200,7 +206,7 @@ def server(app: FastAPI) -> object:
 
 def serve(run_dir, host: str = "127.0.0.1", port: int = 8000) -> None:
     """Serve the workbench until Ctrl-C (uvicorn re-raises it as KeyboardInterrupt once it has stopped)."""
-    app = create_app(run_dir)
+    app = create_app(run_dir, local_only=is_loopback(host))
     sock = bind(host, port)
     shown = f"[{host}]" if ":" in host else host
     print(f"scratchllm serve: {Path(run_dir)} on http://{shown}:{sock.getsockname()[1]}/  (Ctrl-C stops)")

@@ -194,6 +194,15 @@ def test_malformed_requests_are_4xx_json(client, method, route, kw):
     assert 400 <= res.status_code < 500 and "error" in res.json()
 
 
+def test_foreign_host_names_are_refused(serve_run, client):
+    """A DNS name re-pointed at 127.0.0.1 (DNS rebinding) does not reach a local-only server; a shared one answers."""
+    res = client.get("/api/health", headers={"Host": "attacker.example"})
+    assert res.status_code == 400 and res.json()["field"] == "host"
+    assert client.get("/api/health", headers={"Host": "localhost:8000"}).status_code == 200
+    with TestClient(create_app(serve_run, local_only=False), base_url="http://attacker.example") as shared:
+        assert shared.get("/api/health").status_code == 200
+
+
 def test_24_concurrent_requests_all_answered_correctly(live_server):
     url, _ = live_server
     jobs = [("/api/generate", {"prompt": f"ROMEO{i % 3}:", "max_new_tokens": 8, "temperature": 0}) if i % 2 else
