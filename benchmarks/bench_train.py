@@ -49,7 +49,8 @@ print(json.dumps({{"tokens_per_s": {steps} * 12 * 64 / (time.perf_counter() - st
 
 OURS = """
 import json, sys
-from scratchllm.train import load_config, train
+from scratchllm.config import load_config
+from scratchllm.train import train
 cfg = load_config("shakespeare-char", ["train.max_steps={steps}", "train.max_minutes=0", "train.eval_every=100000",
                   "train.eval_batches=1", "train.sample_tokens=1", "train.checkpoint_every=100000"])
 print(json.dumps(train(cfg, sys.argv[1], progress=False)))
@@ -60,7 +61,10 @@ import json, torch
 from scratchllm import metrics
 from scratchllm.data import BatchStream, load_corpus
 from scratchllm.model import GPT, GPTConfig
-from scratchllm.train import TrainConfig, autocast, make_optimizer, train_step
+from scratchllm.config import TrainConfig
+from scratchllm.device import autocast
+from scratchllm.optim import make_optimizer
+from scratchllm.train import train_step
 import time
 variant = {variant!r}
 text = load_corpus("shakespeare").text[:1_000_000]

@@ -35,10 +35,11 @@ def run_baseline(minutes: float, prefix_bytes: int | None, threads: int) -> dict
 
     from scratchllm.data import load_corpus
     from scratchllm.metrics import matmul_peak_flops, peak_rss_mb
-    from scratchllm.speedrun import split_corpus
+    from scratchllm.speedrun import race_split
 
-    text = load_corpus("shakespeare").text
-    split = split_corpus(text, prefix_bytes)
+    corpus = load_corpus("shakespeare")
+    text = corpus.text
+    split = race_split(corpus, prefix_bytes)
     report = train_baseline(split["train"], {"val": split["val"], "holdout": split["holdout"]}, minutes * 60.0,
                             alphabet=text)
     L, C, T = RECIPE["n_layer"], RECIPE["n_embd"], RECIPE["block_size"]
@@ -56,7 +57,7 @@ def run_ours(minutes: float, prefix_bytes: int | None, threads: int, preset: str
     torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory() as cache:  # an empty inductor cache: torch.compile pays its full cost
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache
-        return speedrun(minutes, load_speedrun_config(preset) if preset else None, prefix_bytes=prefix_bytes)
+        return speedrun(minutes, load_speedrun_config(preset) if preset else None, prefix_chars=prefix_bytes)
 
 
 def in_fresh_process(fn, *args) -> dict:
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     from scratchllm.config import write_json
-    from scratchllm.speedrun import PREFIX_BYTES
+    from scratchllm.speedrun import PREFIX_CHARS
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budgets", type=float, nargs="+", default=[1.0, 5.0], help="minutes per run")
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default=str(HERE / "results" / "speedrun.json"))
     args = parser.parse_args(argv)
     threads = args.threads or torch.get_num_threads()
-    runs = [(m, PREFIX_BYTES) for m in args.budgets] + ([(args.full_minutes, None)] if args.full_minutes else [])
+    runs = [(m, PREFIX_CHARS) for m in args.budgets] + ([(args.full_minutes, None)] if args.full_minutes else [])
     results = []
     for minutes, prefix in runs:
         results.append(compare(minutes, prefix, threads, args.preset))

@@ -33,8 +33,9 @@ _EXPORTS = {
     "diagnose_run": "scratchllm.doctor",
     "render_all": "scratchllm.viz",
     "build_report": "scratchllm.report",
-    "RunConfig": "scratchllm.train",
-    "load_preset": "scratchllm.train",
+    "RunConfig": "scratchllm.config",
+    "load_preset": "scratchllm.config",
+    "load_config": "scratchllm.config",
 }
 
 

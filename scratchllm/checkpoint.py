@@ -3,7 +3,9 @@
 Saving stages every file as a temp file first and renames them only once all are written, config.json last; it
 records the weights' SHA-256, so a save cut off between renames is detected on load rather than silently mixed.
 Loading never unpickles: weights come from safetensors, settings from JSON, and any damage is a `CheckpointError`
-naming the file. Optimizer state is the trainer's business (train.py writes it beside these files).
+naming the file. A run's trainer checkpoints (checkpoints/latest, and checkpoints/healthy, the last one saved while
+training was healthy) add the optimizer state, the RNGs and the batch position beside the model as one
+`TrainerCheckpoint`, swapped in whole by renames. Gathering sharded state is the trainer's business, not this module's.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ import dataclasses
 import hashlib
 import json
 import os
+import shutil
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -24,6 +28,8 @@ from scratchllm.model import GPT, GPTConfig
 from scratchllm.tokenizer import Tokenizer, load_tokenizer
 
 WEIGHTS, CONFIG, TOKENIZER = "model.safetensors", "config.json", "tokenizer.json"
+TRAINER_JSON, TRAINER_TENSORS = "trainer_state.json", "trainer_state.safetensors"
+LATEST, HEALTHY = "latest", "healthy"
 FORMAT, VERSION = "scratchllm-checkpoint", 1
 
 
@@ -145,3 +151,130 @@ def load_model(directory: str | os.PathLike, device: str | torch.device = "cpu"
         except InputError as e:
             raise CheckpointError(str(e)) from None
     return model.to(device), tokenizer, info.get("meta") or {}
+
+
+# ----------------------------------------------------------------------------- trainer checkpoints
+
+
+@dataclass
+class TrainerState:
+    """Where a run stands; saved as trainer_state.json so a resumed run goes on exactly."""
+
+    step: int = 0
+    """Optimizer steps done."""
+    elapsed_s: float = 0.0
+    """Seconds of the budget spent (the wall clock, less evaluation when train.eval_in_budget is off)."""
+    train_s: float = 0.0
+    """Seconds spent inside training steps (for tokens per second)."""
+    tokens: int = 0
+    """Training tokens seen."""
+    lr_scale: float = 1.0
+    """Multiplier on the scheduled LR: halved by each rollback."""
+    rollbacks: int = 0
+    """Rollbacks to the healthy checkpoint so far."""
+    best_val_bpb: float | None = None
+    """Best validation bits per byte so far."""
+    last_val_bpb: float | None = None
+    """Validation bits per byte of the last evaluation."""
+    last_eval_step: int | None = None
+    """Step of the last evaluation."""
+    status: str = "running"
+    """"running", "diverged" (rollbacks spent) or "interrupted"."""
+    advice: str | None = None
+    """What to change, when the run stopped diverged."""
+
+    @classmethod
+    def from_json(cls, record: dict) -> TrainerState:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in record.items() if k in known})
+
+
+@dataclass
+class TrainerCheckpoint:
+    """Everything a run needs to go on exactly: weights, optimizer state, RNG states and the batch position.
+    model and optimizer are single-process ones (gathered first under FSDP2), so any world size can resume."""
+
+    model: GPT
+    tokenizer: Tokenizer
+    optimizer: dict
+    """optimizer.state_dict() of the whole model."""
+    rng: dict[str, torch.Tensor]
+    """"torch", "batches" (the batch source's position), and "cuda" where there is one."""
+    state: TrainerState = field(default_factory=TrainerState)
+    world_size: int = 1
+
+
+def _optimizer_tensors(state: dict) -> tuple[dict[str, torch.Tensor], list[dict]]:
+    """An optimizer state dict split into tensors ("state.<param>.<name>") and its JSON-able param groups."""
+    tensors = {f"state.{i}.{k}": v.detach().cpu().contiguous() for i, s in state["state"].items()
+               for k, v in s.items()}
+    return tensors, state["param_groups"]
+
+
+def _optimizer_state(tensors: dict[str, torch.Tensor], groups: list[dict]) -> dict:
+    """The inverse of _optimizer_tensors: the state dict optimizer.load_state_dict takes."""
+    state: dict[int, dict] = {}
+    for name, value in tensors.items():
+        if name.startswith("state."):
+            _, i, key = name.split(".", 2)
+            state.setdefault(int(i), {})[key] = value
+    return {"state": state, "param_groups": groups}
+
+
+def _swap_in(root: Path, stage: Path, name: str) -> None:
+    """Replace root/name by the staged folder: two renames, the old copy kept as .previous-NAME between them."""
+    target, old = root / name, root / f".previous-{name}"
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        target.rename(old)
+    stage.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def save_trainer_checkpoint(run_dir: Path, ckpt: TrainerCheckpoint, name: str = LATEST) -> Path:
+    """Write checkpoints/NAME whole or not at all: staged in a sibling folder, then swapped in by renames."""
+    root = Path(run_dir) / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(dir=root, prefix=".staging-"))
+    tensors, groups = _optimizer_tensors(ckpt.optimizer)
+    rng = {f"rng.{k}": v for k, v in ckpt.rng.items()}
+    (stage / TRAINER_TENSORS).write_bytes(save_safetensors({**tensors, **rng}))
+    record = {**dataclasses.asdict(ckpt.state), "world_size": ckpt.world_size, "param_groups": groups}
+    (stage / TRAINER_JSON).write_text(json.dumps(record, indent=2) + "\n")
+    save_model(stage, ckpt.model, ckpt.tokenizer, extra={"step": ckpt.state.step})
+    _swap_in(root, stage, name)
+    return root / name
+
+
+def copy_trainer_checkpoint(run_dir: Path, source: str, name: str) -> None:
+    """checkpoints/SOURCE copied whole to checkpoints/NAME (staged, then swapped in)."""
+    root = Path(run_dir) / "checkpoints"
+    stage = Path(tempfile.mkdtemp(dir=root, prefix=".staging-"))
+    shutil.copytree(root / source, stage, dirs_exist_ok=True)
+    _swap_in(root, stage, name)
+
+
+def trainer_checkpoint_dir(run_dir: Path, name: str = LATEST) -> Path | None:
+    """checkpoints/NAME, or the copy a swap cut off between its two renames left; None when neither is there."""
+    root = Path(run_dir) / "checkpoints"
+    for candidate in (root / name, root / f".previous-{name}"):
+        if (candidate / TRAINER_JSON).is_file():
+            return candidate
+    return None
+
+
+def load_trainer_checkpoint(run_dir: Path, name: str = LATEST) -> TrainerCheckpoint:
+    """The trainer checkpoint checkpoints/NAME of a run folder (model on the CPU); CheckpointError when damaged."""
+    where = trainer_checkpoint_dir(run_dir, name)
+    if where is None:
+        raise CheckpointError(f"no checkpoint to resume at {Path(run_dir) / 'checkpoints' / name}")
+    model, tokenizer, _ = load_model(where)
+    try:
+        record = json.loads((where / TRAINER_JSON).read_text())
+        tensors = load_safetensors((where / TRAINER_TENSORS).read_bytes())
+    except Exception as e:  # JSON and safetensors each raise their own error types for damage
+        raise CheckpointError(f"{where}: unreadable trainer state: {str(e).splitlines()[0]}") from None
+    rng = {k.removeprefix("rng."): v for k, v in tensors.items() if k.startswith("rng.")}
+    optimizer = _optimizer_state(tensors, record.get("param_groups", []))
+    return TrainerCheckpoint(model, tokenizer, optimizer, rng, TrainerState.from_json(record),
+                             record.get("world_size", 1))

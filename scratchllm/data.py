@@ -45,6 +45,10 @@ class Corpus:
     def text(self) -> str:
         return DOC_SEPARATOR.join(self.documents)
 
+    def head(self, chars: int | None) -> Corpus:
+        """The first `chars` characters of the whole text as one document (None: this corpus unchanged)."""
+        return self if chars is None else Corpus(self.name, [self.text[:chars]])
+
 
 def _read_builtin(name: str) -> str:
     blob = resources.files("scratchllm.assets").joinpath(BUILTIN_CORPORA[name]).read_bytes()
@@ -182,8 +186,8 @@ class BatchStream:
 
     Each epoch cuts data into back-to-back windows of T + 1 ids from a random offset (ids offset + kT .. + T) and
     visits them in a random order, so every token is read once per epoch; windows drawn with replacement would
-    leave a third of them unread by the end of a pass and read others twice (in the 5-minute speedrun the epochs
-    took val from 2.095 to 2.074 bits/byte). Offset and order come from (seed, epoch), so the state is just
+    leave a third of them unread by the end of a pass and read others twice.
+    Offset and order come from (seed, epoch), so the state is just
     (seed, epoch, position) and resumes exactly. Example: data [0..9], T 3, offset 1 -> windows [1..4] and [4..7].
     """
 

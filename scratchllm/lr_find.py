@@ -2,11 +2,13 @@
 while the LR grows exponentially, watch the smoothed loss fall then blow up, and suggest an LR from the curve.
 
 This module owns the sweep, its suggestion, its plot (PNG + SVG) and lr_find.json. It borrows the corpus split,
-tokenizer and device choice from data.py and train.py, and never writes a checkpoint: the swept model is thrown away.
+tokenizer, batches, device choice and AdamW from the trainer's modules (data.py, tokenizer/, device.py, optim.py),
+and never writes a checkpoint: the swept model is thrown away.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 from collections.abc import Callable, Iterator
@@ -16,10 +18,12 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from scratchllm.config import InputError, atomic_write_bytes, write_json
-from scratchllm.data import load_corpus, split_corpus
+from scratchllm.config import InputError, RunConfig, TrainConfig, atomic_write_bytes, validate, write_json
+from scratchllm.data import BatchStream, load_corpus, split_corpus
+from scratchllm.device import resolve_device
 from scratchllm.model import GPT, GPTConfig
-from scratchllm.train import RunConfig, make_tokenizer, resolve, resolve_device, validate
+from scratchllm.optim import make_optimizer
+from scratchllm.tokenizer import build_tokenizer
 
 
 @dataclass
@@ -96,26 +100,18 @@ def range_test(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batches
     return result
 
 
-def random_batches(ids: torch.Tensor, batch_size: int, block_size: int, seed: int = 0) -> Iterator:
-    """Endless (x, y) batches of random windows of a 1-D id tensor; y is x shifted by one token."""
-    if len(ids) <= block_size + 1:
-        raise InputError(f"corpus too small for lr-find: {len(ids)} tokens, need more than {block_size + 1}")
-    gen = torch.Generator().manual_seed(seed)
-    while True:
-        start = torch.randint(0, len(ids) - block_size - 1, (batch_size,), generator=gen)
-        x = torch.stack([ids[i:i + block_size] for i in start])  # (B, T)
-        y = torch.stack([ids[i + 1:i + block_size + 1] for i in start])  # (B, T)
-        yield x, y
-
-
-def find_lr(model_config: GPTConfig, ids: torch.Tensor, batch_size: int, steps: int = 100, lr_min: float = 1e-7,
-            lr_max: float = 10.0, weight_decay: float = 0.1, betas: tuple[float, float] = (0.9, 0.95),
-            seed: int = 0, device: str | torch.device = "cpu", progress: bool = True) -> LRFindResult:
-    """Range test of a fresh GPT on token ids with AdamW, `steps` LRs from lr_min to lr_max."""
-    torch.manual_seed(seed)
+def find_lr(model_config: GPTConfig, ids: torch.Tensor, t: TrainConfig, steps: int = 100, lr_min: float = 1e-7,
+            lr_max: float = 10.0, device: str | torch.device = "cpu", progress: bool = True) -> LRFindResult:
+    """Range test of a fresh GPT on token ids with the trainer's AdamW and batches (t: batch size, betas, weight
+    decay, seed), `steps` LRs from lr_min to lr_max."""
+    if len(ids) <= model_config.block_size + 1:
+        raise InputError(f"corpus too small for lr-find: {len(ids)} tokens, need more than "
+                         f"{model_config.block_size + 1}")
+    torch.manual_seed(t.seed)
     model = GPT(model_config).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr_min, weight_decay=weight_decay, betas=betas)
-    batches = ((x.to(device), y.to(device)) for x, y in random_batches(ids, batch_size, model_config.block_size, seed))
+    optimizer = make_optimizer(model, t, torch.device(device))
+    stream = BatchStream(ids.numpy(), t.batch_size, model_config.block_size, seed=t.seed + 1, device=device)
+    batches = iter(stream.next, None)
     with tqdm(total=steps, desc="lr-find", unit="step", disable=not progress, file=sys.stderr) as bar:
         return range_test(model, optimizer, batches, lr_schedule(lr_min, lr_max, steps), progress=bar.update)
 
@@ -127,16 +123,16 @@ def lr_find_run(cfg: RunConfig, out_dir, steps: int = 100, lr_min: float = 1e-7,
     validate(cfg)
     if steps < 5 or not 0 < lr_min < lr_max:
         raise InputError(f"lr-find needs at least 5 steps and 0 < lr_min < lr_max; got {steps}, {lr_min}, {lr_max}")
-    text = "\n\n".join(split_corpus(load_corpus(cfg.data.corpus), cfg.data.val_fraction)["train"])
-    tokenizer = make_tokenizer(cfg, text, progress)
-    cfg = resolve(cfg, tokenizer)
+    corpus = load_corpus(cfg.data.corpus).head(cfg.data.prefix_chars)
+    text = "\n\n".join(split_corpus(corpus, cfg.data.val_fraction)["train"])
+    tokenizer = build_tokenizer(cfg.tokenizer, text, progress)
+    model_config = dataclasses.replace(cfg.model, vocab_size=tokenizer.vocab_size)
     ids = torch.tensor(tokenizer.encode(text), dtype=torch.long)
     t = cfg.train
-    result = find_lr(cfg.model, ids, t.batch_size, steps, lr_min, lr_max, t.weight_decay, (t.beta1, t.beta2),
-                     t.seed, resolve_device(t.device), progress)
+    result = find_lr(model_config, ids, t, steps, lr_min, lr_max, resolve_device(t.device), progress)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    title = (f"LR range test: {cfg.model.n_layer} layers x {cfg.model.n_embd} wide, batch {t.batch_size} x "
+    title = (f"LR range test: {model_config.n_layer} layers x {model_config.n_embd} wide, batch {t.batch_size} x "
              f"{cfg.model.block_size} tokens")
     return result, plot(result, out, title)
 

@@ -9,74 +9,13 @@ in checkpoint.py. Shapes: B batch, T new positions, S positions attended (past +
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint
 
-from scratchllm.config import InputError
-
-CHOICES = {
-    "norm": ("pre", "post"),
-    "norm_type": ("layernorm", "rmsnorm"),
-    "activation": ("gelu", "relu", "relu2", "swiglu"),
-    "positions": ("learned", "rope"),
-    "attention": ("sdpa", "reference"),
-}
-
-
-@dataclass
-class GPTConfig:
-    vocab_size: int = 50304
-    """Number of token ids the model reads and predicts (the tokenizer's vocab_size)."""
-    block_size: int = 256
-    """Context length: the most positions the model attends over at once."""
-    n_layer: int = 4
-    """Number of transformer blocks."""
-    n_head: int = 4
-    """Attention heads per block; n_embd must divide evenly among them."""
-    n_embd: int = 128
-    """Width of the residual stream (C)."""
-    dropout: float = 0.0
-    """Dropout probability on embeddings, attention weights and residual branches (training only)."""
-    bias: bool = False
-    """Biases in the linear layers and LayerNorms (GPT-2 had them; they barely matter)."""
-    norm: str = "pre"
-    """Norm placement: "pre" (GPT-2, normalise each branch's input) or "post" (the 2017 Transformer's)."""
-    norm_type: str = "layernorm"
-    """"layernorm" (centre and scale) or "rmsnorm" (scale only, as Llama)."""
-    activation: str = "gelu"
-    """MLP non-linearity: "gelu" (GPT-2's tanh form), "relu", "relu2" (relu squared) or "swiglu" (gated)."""
-    positions: str = "learned"
-    """"learned" absolute position embeddings (GPT-2) or "rope" rotary embeddings applied to q and k."""
-    qk_norm: bool = False
-    """RMS-normalise q and k per head before the dot product (steadies training at high learning rates)."""
-    tie_weights: bool = True
-    """Share the token embedding matrix with the output head (GPT-2 does)."""
-    attention: str = "sdpa"
-    """"sdpa" (PyTorch's fused kernel) or "reference" (the explicit softmax(QKᵀ/√d)V the guide prints, which is
-    also the faster one on CPU in bf16 at contexts of a few hundred tokens: 1.2x the speedrun's steps/s)."""
-
-    def __post_init__(self):
-        for name, allowed in CHOICES.items():
-            if getattr(self, name) not in allowed:
-                raise InputError(f"model.{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
-        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise InputError(f"model.{name} must be a positive integer; got {getattr(self, name)!r}")
-        if self.n_embd % self.n_head:
-            raise InputError(f"model.n_embd ({self.n_embd}) must be divisible by model.n_head ({self.n_head})")
-        if self.positions == "rope" and (self.n_embd // self.n_head) % 2:
-            raise InputError(f"model.positions=rope needs an even head size; n_embd/n_head is {self.head_dim}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise InputError(f"model.dropout must be in [0, 1); got {self.dropout}")
-
-    @property
-    def head_dim(self) -> int:
-        return self.n_embd // self.n_head
-
+from scratchllm.config import GPTConfig, InputError
 
 # ----------------------------------------------------------------------------- norms
 
@@ -316,9 +255,8 @@ class GPT(nn.Module):
         """Run training steps through torch.compile'd code: the block, and the head with its loss.
 
         All n_layer blocks share Block.forward, so one compiled graph serves every layer (the weights are its
-        inputs): compiling these regions instead of the whole model took the 4-layer, 256-wide speedrun model's first
-        step from 35 s to 24 s on 2 CPU cores, and each later step from 407 to 362 ms (eager: 434). Evaluation and
-        generation (eval mode, varying shapes) stay eager, so they never trigger a recompilation.
+        inputs), which compiles much faster than the whole model (benchmarks/SPEEDRUN.md has the measurements).
+        Evaluation and generation (eval mode, varying shapes) stay eager, so they never trigger a recompilation.
         """
         self.compiled = ([torch.compile(block) for block in self.transformer.h], torch.compile(self._head))
 

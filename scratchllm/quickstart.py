@@ -11,12 +11,13 @@ import sys
 import time
 from pathlib import Path
 
+from scratchllm.config import RunConfig, load_preset
 from scratchllm.data import load_corpus
 from scratchllm.doctor import diagnose_run
 from scratchllm.report import build_report
 from scratchllm.runfolder import SAMPLES, read_jsonl_lenient
 from scratchllm.tokenizer.compare import compare_tokenizers, write_comparison
-from scratchllm.train import RunConfig, load_preset, train
+from scratchllm.train import train
 from scratchllm.viz import render_all
 
 DEFAULT_PRESET = "speedrun-5min"

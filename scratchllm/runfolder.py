@@ -16,6 +16,7 @@ import json
 import math
 import re
 import shutil
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -45,6 +46,16 @@ def is_run(run_dir) -> bool:
     """Whether `run_dir` looks like a run folder: a directory with a metrics.jsonl or a config.json."""
     run = Path(run_dir)
     return run.is_dir() and ((run / METRICS).is_file() or (run / CONFIG).is_file())
+
+
+def ensure_writable(run_dir: Path) -> None:
+    """Fail before any work when the run folder cannot be created or written."""
+    try:
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=run_dir):
+            pass
+    except OSError as e:
+        raise InputError(f"run folder not writable: {run_dir} ({e.strerror or e})") from None
 
 
 def require_run(run_dir, command: str) -> Path:
@@ -157,8 +168,8 @@ class RunWriter:
     def metric(self, record: dict) -> None:
         self.append(METRICS, record)
 
-    def event(self, step: int, event: str, message: str) -> None:
-        self.metric({"kind": "event", "step": step, "event": event, "message": message})
+    def event(self, step: int, event: str, message: str, **details) -> None:
+        self.metric({"kind": "event", "step": step, "event": event, "message": message, **details})
 
     def write_json(self, name: str, obj) -> None:
         if self.enabled:

@@ -34,3 +34,13 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def threads(request):
+    """Run a test with request.param torch threads (parametrize indirectly): the thread count changes the order
+    of reductions, so a property must hold under each."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(request.param)
+    yield request.param
+    torch.set_num_threads(before)

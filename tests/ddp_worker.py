@@ -77,7 +77,7 @@ def load_into_fsdp(ctx: D.DistContext, path: Path) -> float:
 
 def tiny_run_config(corpus: Path, accum: int, steps: int = 6, parallel: str = "ddp"):
     """A char-level run small enough for a test: 2-row micro-batches, eval and checkpoint every 3 steps."""
-    from scratchllm.train import load_config
+    from scratchllm.config import load_config
     return load_config(None, [f"train.parallel={parallel}", f"data.corpus={corpus}", "tokenizer.type=char",
                               "model.n_layer=2", "model.n_head=2",
                               "model.n_embd=32", "model.block_size=16", f"train.max_steps={steps}",
@@ -92,7 +92,7 @@ def train_run(a) -> int:
     from scratchllm.train import train
 
     def stop(session):
-        if session.state["step"] == a.stop_at:
+        if session.state.step == a.stop_at:
             raise KeyboardInterrupt
 
     try:

@@ -172,7 +172,7 @@ def test_fsdp2_train_resumes_across_world_sizes_and_matches_one_process(tmp_path
     from scratchllm.train import train
 
     def stop_at_3(session):
-        if session.state["step"] == 3:
+        if session.state.step == 3:
             raise KeyboardInterrupt
 
     alone = tmp_path / "alone"

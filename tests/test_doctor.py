@@ -18,6 +18,7 @@ from scratchllm.doctor import (
     check_step,
     diagnose,
     diagnose_run,
+    is_healthy,
     repetition,
     rule_divergence,
     rule_not_decreasing,
@@ -267,3 +268,21 @@ def test_doctor_cli_prints_a_table_and_exits_2_on_missing_files(tmp_path, capsys
     assert main(["doctor", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "not_decreasing" in out and "lr-find" in out and (tmp_path / "doctor.json").is_file()
+
+
+def _losses(*values: float) -> list[dict]:
+    return [{"kind": "train", "step": i + 1, "loss": v} for i, v in enumerate(values)]
+
+
+def test_is_healthy_on_the_docstring_examples():
+    assert is_healthy(_losses(5.7, 5.0, 4.6, 4.5, 4.4, 4.4, 4.3))
+    assert not is_healthy(_losses(5.7, 5.0, 4.6, 4.5, 4.4, 4.5, 4.6, 5.4))
+    assert is_healthy([])
+
+
+@given(st.lists(st.floats(0.5, 10.0), min_size=1, max_size=40))
+def test_a_falling_loss_is_healthy_and_a_rise_past_the_ratio_is_not(values):
+    falling = sorted(values, reverse=True)
+    assert is_healthy(_losses(*falling))
+    spiked = [*falling, falling[0] * DEFAULT.healthy_ratio * 1.01]  # above 1.15 x any loss before it
+    assert not is_healthy(_losses(*spiked))

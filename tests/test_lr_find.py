@@ -14,9 +14,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
-from scratchllm.config import InputError
-from scratchllm.lr_find import find_lr, lr_schedule, plot, random_batches, suggest
+from scratchllm.config import InputError, TrainConfig
+from scratchllm.data import BatchStream
+from scratchllm.lr_find import find_lr, lr_schedule, plot, suggest
 from scratchllm.model import GPT, GPTConfig
+from scratchllm.optim import make_optimizer
 from scratchllm.tokenizer import train_bpe
 
 
@@ -55,10 +57,10 @@ def _loss_after(ids, lr: float, steps: int = 40) -> float:
     """Mean loss of the last 10 of `steps` AdamW steps at a constant LR, same seed and batches."""
     torch.manual_seed(0)
     model = GPT(TINY)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.1, betas=(0.9, 0.95))
-    batches, losses = random_batches(ids, 8, TINY.block_size, seed=1), []
+    opt = make_optimizer(model, TrainConfig(lr=lr, batch_size=8), torch.device("cpu"))
+    batches, losses = BatchStream(ids.numpy(), 8, TINY.block_size, seed=1), []
     for _ in range(steps):
-        _, loss = model(*next(batches))
+        _, loss = model(*batches.next())
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -67,7 +69,7 @@ def _loss_after(ids, lr: float, steps: int = 40) -> float:
 
 
 def test_range_test_on_a_tiny_gpt_falls_then_rises_and_suggests_a_good_lr(ids, tmp_path):
-    result = find_lr(TINY, ids, batch_size=8, steps=80, lr_max=100.0, progress=False)
+    result = find_lr(TINY, ids, TrainConfig(batch_size=8), steps=80, lr_max=100.0, progress=False)
     best = int(np.argmin(result.smoothed))
     assert result.smoothed[best] < result.smoothed[0] - 0.5  # it learned something on the way
     assert result.smoothed[-1] > result.smoothed[best] + 0.3  # and blew up past the minimum
@@ -86,7 +88,7 @@ def test_range_test_on_a_tiny_gpt_falls_then_rises_and_suggests_a_good_lr(ids, t
 
 def test_find_lr_refuses_a_corpus_shorter_than_the_context():
     with pytest.raises(InputError, match="too small"):
-        find_lr(TINY, torch.arange(10), batch_size=2, steps=5, progress=False)
+        find_lr(TINY, torch.arange(10), TrainConfig(batch_size=2), steps=5, progress=False)
 
 
 def test_lr_find_cli_on_a_tiny_config(tmp_path, tiny_corpus_file, capsys):

@@ -289,9 +289,10 @@ def test_benchmark_results_are_quoted(full_run, tmp_path):
 
 def test_guide_of_a_real_tiny_training_run(tmp_path, tiny_corpus_file, one_thread):
     """train() -> doctor -> report end to end: the guide prints the run's own summary numbers."""
+    from scratchllm.config import DataConfig, RunConfig, TokenizerConfig, TrainConfig
     from scratchllm.doctor import diagnose_run
     from scratchllm.model import GPTConfig
-    from scratchllm.train import DataConfig, RunConfig, TokenizerConfig, TrainConfig, train
+    from scratchllm.train import train
 
     cfg = RunConfig(model=GPTConfig(block_size=32, n_layer=1, n_head=2, n_embd=32),
                     data=DataConfig(corpus=str(tiny_corpus_file)), tokenizer=TokenizerConfig(vocab_size=300),

@@ -5,17 +5,21 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
+from scratchllm import train as trainer
 from scratchllm.cli import main
-from scratchllm.config import InputError
-from scratchllm.data import BatchStream, Corpus, load_split, prepare
+from scratchllm.config import PRESETS, InputError, TrainConfig, load_config
+from scratchllm.data import BatchStream
+from scratchllm.device import autocast
 from scratchllm.model import GPT, GPTConfig
-from scratchllm.tokenizer import train_bpe
-from scratchllm.train import PRESETS, TrainConfig, accumulate_grads, autocast, evaluate, load_config, lr_at, train
+from scratchllm.optim import lr_at
+from scratchllm.probe import repeated_words
+from scratchllm.train import accumulate_grads, train
 
 
 def _cfg(corpus, *extra):
@@ -73,7 +77,7 @@ def test_resume_after_interrupt_is_bitwise_identical(tmp_path, tiny_corpus_file)
     train(cfg, tmp_path / "full", progress=False)
 
     def stop_at_7(session):
-        if session.state["step"] == 7:
+        if session.state.step == 7:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
@@ -91,20 +95,8 @@ def test_resume_with_a_different_config_names_the_keys(tmp_path, tiny_corpus_fil
         train(_cfg(tiny_corpus_file, "train.max_steps=4", "train.lr=0.5"), tmp_path, resume=True, progress=False)
 
 
-def test_trainer_eval_of_a_uniform_model_meets_the_identity(tmp_path, tiny_text):
-    tok = train_bpe(tiny_text, 300, progress=False)
-    meta = prepare(Corpus("t", [tiny_text]), tok, tmp_path, progress=False)
-    model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=16, n_layer=1, n_head=1, n_embd=8))
-    torch.nn.init.zeros_(model.transformer.wte.weight)  # tied head: every logit 0, a uniform guess
-    data = {s: load_split(tmp_path, s) for s in ("train", "val")}
-    t = TrainConfig(batch_size=2, eval_batches=2)
-    record = evaluate(model, data, meta, t, 16, lambda: torch.autocast("cpu", enabled=False), "cpu", 0)
-    cut = int(len(tiny_text) * 0.9)
-    val_tokens, val_bytes = len(tok.encode(tiny_text[cut:])), len(tiny_text[cut:].encode())
-    assert record["val_bpb"] == pytest.approx(math.log2(tok.vocab_size) * val_tokens / val_bytes, rel=1e-5)
-
-
-def test_divergence_rolls_back_halves_the_lr_then_stops_with_advice(tmp_path, tiny_corpus_file):
+def test_divergence_rolls_back_halves_the_lr_then_stops_with_advice(tmp_path, tiny_corpus_file, monkeypatch):
+    monkeypatch.setattr(trainer, "MAX_ROLLBACKS", 3)
     cfg = _cfg(tiny_corpus_file, "train.lr=30", "train.warmup_steps=1", "train.grad_clip=0")
     result = train(cfg, tmp_path, progress=False)
     records = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
@@ -161,9 +153,39 @@ def test_cli_prepare_char(tmp_path, tiny_corpus_file, capsys):
 def test_every_preset_ships_inside_the_package_and_loads():
     """Presets are package data (a wheel install has no source tree); ./configs is a link to them."""
     import scratchllm
-    from scratchllm.train import PRESETS, load_preset
+    from scratchllm.config import PRESETS, load_preset
     assert PRESETS.parent == Path(scratchllm.__file__).resolve().parent
     names = sorted(p.stem for p in PRESETS.glob("*.yaml"))
     assert {"tiny", "shakespeare-char", "shakespeare-bpe", "gpt2-124m", "speedrun-1min", "speedrun-5min"} <= set(names)
     for name in names:
         assert load_preset(name).model.n_layer >= 1
+
+
+def test_resume_into_a_folder_with_nothing_to_resume_starts_fresh_and_says_so(tmp_path, tiny_corpus_file, capsys):
+    cfg = _cfg(tiny_corpus_file, "train.max_steps=3")
+
+    def killed_before_its_first_checkpoint(session):
+        raise SystemExit(1)  # not Ctrl-C: no checkpoint is saved on the way out
+
+    with pytest.raises(SystemExit):
+        train(cfg, tmp_path / "killed", progress=False, on_step=killed_before_its_first_checkpoint)
+    shutil.rmtree(tmp_path / "killed" / "checkpoints")
+    for folder in (tmp_path / "killed", tmp_path / "empty"):
+        capsys.readouterr()
+        summary = train(cfg, folder, resume=True, progress=False)
+        err = [line for line in capsys.readouterr().err.splitlines() if "resume" in line]
+        assert len(err) == 1 and "starting a fresh run" in err[0] and str(folder) in err[0]
+        assert summary["steps"] == 3 and _losses(folder) == _losses(tmp_path / "killed")
+
+
+def test_the_probe_is_a_passage_of_the_runs_own_validation_text(tmp_path, tiny_text):
+    corpus = tmp_path / "milton.txt"
+    corpus.write_text(tiny_text.upper(), encoding="utf-8")  # a corpus the built-in probe line is not from
+    train(_cfg(corpus, "train.max_steps=1", "model.block_size=64"), tmp_path / "run", progress=False)
+    probe = json.loads((tmp_path / "run" / "attention" / "probe.json").read_text())
+    val = tiny_text.upper()[int(len(tiny_text) * 0.9):]
+    assert probe["text"] in val and 24 <= len(probe["token_ids"]) <= 64
+    assert repeated_words(probe["text"]) > 0
+    own = "To be, or not to be, that is the question"
+    train(_cfg(corpus, "train.max_steps=1", f"train.probe_text={own}"), tmp_path / "own", progress=False)
+    assert json.loads((tmp_path / "own" / "attention" / "probe.json").read_text())["text"] == own

@@ -44,8 +44,8 @@ def _run_viz(args) -> int:
 
 
 def _run_lr_find(args) -> int:
+    from scratchllm.config import load_config
     from scratchllm.lr_find import lr_find_run
-    from scratchllm.train import load_config
 
     cfg = load_config(args.config or args.preset, args.set)
     result, paths = lr_find_run(cfg, args.out, args.steps, args.lr_min, args.lr_max)

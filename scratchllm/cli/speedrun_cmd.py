@@ -11,16 +11,15 @@ import sys
 
 def _run_speedrun(args) -> int:
     from scratchllm.config import write_json
-    from scratchllm.speedrun import PREFIX_BYTES, load_speedrun_config, load_speedrun_preset, speedrun
+    from scratchllm.speedrun import PREFIX_CHARS, load_speedrun_config, load_speedrun_preset, speedrun
 
     config = (load_speedrun_config(args.config, args.overrides) if args.config
               else load_speedrun_preset(args.minutes, args.overrides))
-    report = speedrun(args.minutes, config, corpus=args.corpus, prefix_bytes=None if args.full else PREFIX_BYTES,
-                      progress=True)
+    report = speedrun(args.minutes, config, corpus=args.corpus, prefix_chars=None if args.full else PREFIX_CHARS,
+                      out_dir=args.run, progress=True)
     print(f"val {report['bpb']['val']:.3f} bits/byte, holdout (last 10% of the corpus) "
           f"{report['bpb']['holdout']:.3f} bits/byte after {report['steps']} steps in {report['train_seconds']:.0f} s "
-          f"({report['tokens_per_s']:,.0f} tokens/s, MFU {report['mfu']:.0%}, peak {report['peak_rss_mb']:.0f} MiB); "
-          f"tokenizer trained in {report['tokenizer_seconds']:.2f} s before the clock started")
+          f"({report['tokens_per_s']:,.0f} tokens/s, MFU {report['mfu']:.0%}, peak {report['peak_rss_mb']:.0f} MiB)")
     if args.out:
         write_json(args.out, report)
         print(f"wrote {args.out}", file=sys.stderr)
@@ -38,9 +37,10 @@ def register(sub) -> None:
     p.add_argument("--minutes", type=float, default=1.0, help="wall-clock training budget (default 1)")
     p.add_argument("--config", default=None, metavar="FILE", help="a speedrun YAML instead of the preset")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a key the recipe reads (model.*, tokenizer.vocab_size, train.lr, "
-                   "train.weight_decay ...), e.g. train.weight_decay=4 (repeatable)")
+                   help="override a key of the recipe (any `scratchllm train` key but the corpus and the budget), "
+                   "e.g. train.weight_decay=4 (repeatable)")
     p.add_argument("--corpus", default="shakespeare", help="built-in corpus name, file, folder or glob")
     p.add_argument("--full", action="store_true", help="train on 90%% of the whole corpus, not its first 1.1 MB")
     p.add_argument("--out", default=None, metavar="FILE", help="also write the full report as JSON")
+    p.add_argument("--run", default=None, metavar="DIR", help="keep the run folder here (default: a temporary one)")
     p.set_defaults(func=_run_speedrun)

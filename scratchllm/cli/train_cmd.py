@@ -81,7 +81,8 @@ def rank_argv(args) -> list[str]:
 
 def run_train(args) -> int:
     from scratchllm import distributed
-    from scratchllm.train import load_config, train
+    from scratchllm.config import load_config
+    from scratchllm.train import train
 
     if distributed.wants_launch(args):  # --nproc N: torchrun starts N copies of this command without it
         return distributed.launch(rank_argv(args), args.nproc, args.nnodes, args.node_rank, args.master_addr,

@@ -5,6 +5,7 @@
     tok.save("tok.json"); tok = load_tokenizer("tok.json")
 """
 
+from scratchllm.config import TokenizerConfig
 from scratchllm.tokenizer.base import GPT4_PATTERN, Tokenizer, load_tokenizer, render_token
 from scratchllm.tokenizer.char import CharTokenizer
 from scratchllm.tokenizer.fast import BPETokenizer
@@ -12,8 +13,19 @@ from scratchllm.tokenizer.regex import RegexTokenizer
 from scratchllm.tokenizer.trainer import train_bpe
 from scratchllm.tokenizer.word import WordTokenizer
 
+
+def build_tokenizer(cfg: TokenizerConfig, train_text: str, progress: bool = False) -> Tokenizer:
+    """The tokenizer a run's config asks for: loaded from cfg.path, else trained on `train_text`."""
+    if cfg.path:
+        return load_tokenizer(cfg.path)
+    if cfg.type == "char":
+        return CharTokenizer.train(train_text)
+    return train_bpe(train_text, cfg.vocab_size, progress=progress)
+
+
 __all__ = [
     "GPT4_PATTERN",
+    "build_tokenizer",
     "BPETokenizer",
     "CharTokenizer",
     "RegexTokenizer",
