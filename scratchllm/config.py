@@ -217,6 +217,9 @@ class DataConfig:
     prefix_chars: int | None = None
     """Use only the first this many characters of the corpus, as one text (the speedrun's nanoGPT split: the
     first 1,115,394); None = all of it."""
+    mask: str = "assistant"
+    """Finetuning only: which tokens of a conversation are trained: "assistant" (the replies and their end token)
+    or "all" (the prompt too)."""
 
 
 @dataclass
@@ -328,6 +331,8 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise InputError(f"data.val_fraction must be in (0, 1); got {cfg.data.val_fraction}")
     if t.lr <= 0 or t.min_lr < 0:
         raise InputError("train.lr must be > 0 and train.min_lr >= 0")
+    if cfg.data.mask not in ("assistant", "all"):
+        raise InputError(f"data.mask must be assistant or all; got {cfg.data.mask!r}")
     if t.schedule not in SCHEDULES:
         raise InputError(f"train.schedule must be one of {', '.join(SCHEDULES)}; got {t.schedule!r}")
     if not 0 <= t.warmdown_frac <= 1:

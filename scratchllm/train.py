@@ -1,7 +1,7 @@
 """The trainer: one loop that pretraining, the speedrun and finetuning all run, a RunConfig in and a run folder out.
 
-Read it in the order a step needs it: the session (tokenizer, data, model, optimizer, batches) -> one optimizer
-step (micro-batch accumulation, clipping) -> what falls due after it (evaluation, samples, attention records,
+Read it in the order a step needs it: the session (session.py: tokenizer, data, model, optimizer, batches) -> one
+optimizer step (micro-batch accumulation, clipping) -> what falls due after it (evaluation, samples, attention records,
 checkpoints) -> rollback when the live doctor sees divergence -> the loop and its summary. What differs between
 runs is configuration, not code: the schedule's shape (optim.py), the budget (steps or minutes, with or without
 evaluation time), the batch source. Settings live in config.py, the LR in optim.py, files in runfolder.py and
@@ -17,10 +17,8 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -28,158 +26,23 @@ from scratchllm import distributed, metrics
 from scratchllm.checkpoint import (
     HEALTHY,
     LATEST,
-    TRAINER_JSON,
     TrainerCheckpoint,
-    TrainerState,
     copy_trainer_checkpoint,
-    load_trainer_checkpoint,
     save_trainer_checkpoint,
     trainer_checkpoint_dir,
 )
-from scratchllm.config import InputError, RunConfig, TrainConfig, check_resume_config, to_dict, validate
-from scratchllm.data import BatchStream, load_corpus, load_split, prepare, split_corpus
-from scratchllm.device import autocast, resolve_device, resolve_dtype
+from scratchllm.config import RunConfig, TrainConfig, to_dict
 from scratchllm.doctor import check_step, is_healthy
-from scratchllm.evaluate import score, token_byte_lengths
+from scratchllm.evaluate import score
 from scratchllm.generate import generate_text
 from scratchllm.model import GPT
-from scratchllm.optim import lr_at, make_optimizer, progress_of
-from scratchllm.probe import choose_probe_text, probe_ids, record_attention, write_probe
-from scratchllm.runfolder import CONFIG, SAMPLES, SUMMARY, TOKENIZER, RunWriter, ensure_writable, read_json
-from scratchllm.tokenizer import Tokenizer, build_tokenizer, load_tokenizer
+from scratchllm.optim import lr_at, progress_of
+from scratchllm.probe import probe_ids, record_attention, write_probe
+from scratchllm.runfolder import CONFIG, SAMPLES, SUMMARY, TOKENIZER
+from scratchllm.session import Session, Start, main_copy, restore_checkpoint, setup
 
 MAX_ROLLBACKS = 10
 """Halvings of the LR before a diverging run is stopped: 10 take an LR of 10 down to 0.01."""
-
-
-# ----------------------------------------------------------------------------- the session
-
-
-@dataclass
-class Session:
-    """Everything a running loop holds; `state` is what trainer_state.json saves."""
-
-    cfg: RunConfig
-    run_dir: Path
-    device: torch.device
-    dtype: torch.dtype
-    tokenizer: Tokenizer
-    meta: dict
-    data: dict[str, np.ndarray]
-    model: GPT
-    """The model itself (sharded in place under FSDP2): saved, evaluated and sampled."""
-    step_model: torch.nn.Module
-    """What the step calls: the model, or DDP around it; compiled regions inside when train.compile."""
-    optimizer: torch.optim.Optimizer
-    scaler: torch.amp.GradScaler
-    batches: BatchStream
-    """The training batch source: next() -> (x, y); get_state()/set_state() are its position in checkpoints."""
-    eval_sets: dict[str, list]
-    """Per split, the fixed (x, y) windows every evaluation scores."""
-    byte_lengths: torch.Tensor
-    writer: RunWriter
-    probe_text: str
-    probe: list[int]
-    peak_flops: float
-    state: TrainerState = field(default_factory=TrainerState)
-    history: list[dict] = field(default_factory=list)
-    """The logged train records the live doctor judges (rolled back with the weights)."""
-    ctx: distributed.DistContext = field(default_factory=distributed.DistContext)
-
-    def autocast(self):
-        return autocast(self.device, self.dtype)
-
-
-def build_model(cfg: RunConfig, device: torch.device) -> GPT:
-    """A freshly initialised GPT (seeded) on `device`, with activation checkpointing as configured."""
-    torch.manual_seed(cfg.train.seed)
-    model = GPT(cfg.model).to(device)
-    model.grad_checkpointing = cfg.train.grad_checkpointing
-    return model
-
-
-def wrap_model(model: GPT, cfg: RunConfig, ctx: distributed.DistContext) -> torch.nn.Module:
-    """What the step calls: DDP around the model (FSDP2 shards it in place instead); with train.compile, its block
-    and head are compiled first (GPT.compile_regions). The raw model stays for saving, evaluating and sampling."""
-    if cfg.train.compile:
-        model.compile_regions()
-    return model if distributed.is_fsdp(model) else distributed.wrap_ddp(model, ctx)
-
-
-def eval_windows(data: np.ndarray, t: TrainConfig, block_size: int, device) -> list:
-    """eval_batches fixed random (x, y) batches of `data`: the same windows at every evaluation."""
-    stream = BatchStream(data, t.batch_size, block_size, seed=t.seed + 10_000, device=device)
-    return [stream.next() for _ in range(t.eval_batches)]
-
-
-def _prepare_data(cfg: RunConfig, corpus, tokenizer: Tokenizer, run_dir: Path, ctx, progress: bool):
-    """Encode the splits once (rank 0; the others then find them cached) and load them."""
-    if not ctx.is_main:
-        distributed.barrier(ctx)
-    meta = prepare(corpus, tokenizer, run_dir / "data", cfg.data.val_fraction, cfg.model.block_size, progress)
-    if ctx.is_main:
-        distributed.barrier(ctx)
-    return meta, {name: load_split(run_dir / "data", name) for name in ("train", "val")}
-
-
-def setup(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool) -> Session:
-    """Check inputs, build tokenizer, data, model and optimizer; restore checkpoints/latest when resuming."""
-    validate(cfg)
-    ensure_writable(run_dir)
-    ctx = distributed.setup(str(resolve_device(cfg.train.device)))  # cuda -> cuda:LOCAL_RANK under torchrun
-    device, progress = torch.device(ctx.device), progress and ctx.is_main
-    dtype = resolve_dtype(cfg.train.dtype, device)
-    corpus = load_corpus(cfg.data.corpus).head(cfg.data.prefix_chars)
-    texts = split_corpus(corpus, cfg.data.val_fraction)
-    tokenizer = (load_tokenizer(run_dir / TOKENIZER) if resume
-                 else build_tokenizer(cfg.tokenizer, "\n\n".join(texts["train"]), progress))
-    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, vocab_size=tokenizer.vocab_size),
-                              tokenizer=dataclasses.replace(cfg.tokenizer, vocab_size=tokenizer.vocab_size))
-    if resume:
-        check_resume(run_dir, cfg, ctx.world_size)
-    meta, data = _prepare_data(cfg, corpus, tokenizer, run_dir, ctx, progress)
-    model = build_model(cfg, device)
-    if ctx.is_distributed and cfg.train.parallel == "fsdp":  # shards the model in place, before the optimizer
-        model = distributed.wrap_fsdp2(model, ctx, mixed_bf16=dtype == torch.bfloat16,
-                                       checkpointing=cfg.train.grad_checkpointing)
-    T, t = cfg.model.block_size, cfg.train
-    probe_text = t.probe_text or choose_probe_text("\n".join(texts["val"]), tokenizer, T)
-    s = Session(cfg, run_dir, device, dtype, tokenizer, meta, data, model, wrap_model(model, cfg, ctx),
-                make_optimizer(model, t, device), torch.amp.GradScaler(device.type, enabled=dtype == torch.float16),
-                BatchStream(data["train"], t.batch_size, T, seed=t.seed + 1, device=device),
-                {name: eval_windows(split, t, T, device) for name, split in data.items()},
-                token_byte_lengths(tokenizer), RunWriter(run_dir, enabled=ctx.is_main, fresh=not resume),
-                probe_text, probe_ids(tokenizer, probe_text, T), metrics.matmul_peak_flops(dtype, device), ctx=ctx)
-    if resume:
-        s.state = restore_checkpoint(s, LATEST)
-    return s
-
-
-def check_resume(run_dir: Path, cfg: RunConfig, world_size: int) -> None:
-    """The saved config.json must match cfg (config.check_resume_config), the world size as saved with
-    checkpoints/latest (1 for checkpoints that predate the field)."""
-    saved = read_json(run_dir / CONFIG)
-    if not isinstance(saved, dict):
-        raise InputError(f"cannot resume: {run_dir / CONFIG} is missing or unreadable")
-    state = read_json(trainer_checkpoint_dir(run_dir, LATEST) / TRAINER_JSON)
-    saved_world = state.get("world_size", 1) if isinstance(state, dict) else 1
-    try:
-        check_resume_config(saved, cfg, saved_world, world_size)
-    except InputError as e:
-        raise InputError(f"{run_dir}: {e}") from None
-
-
-def main_copy(s: Session) -> GPT | None:
-    """The model as one process holds it, on rank 0 (None on the others) for sampling, attention and checkpoints:
-    the model itself, or under FSDP2 a whole copy gathered from the shards (so every rank must call this)."""
-    if not distributed.is_fsdp(s.model):
-        return s.model if s.ctx.is_main else None
-    state = distributed.full_state_dict(s.model)
-    if not s.ctx.is_main:
-        return None
-    copy = GPT(s.cfg.model)
-    distributed.load_full_state_dict(copy, state)
-    return copy.to(s.device)
 
 
 # ----------------------------------------------------------------------------- one optimizer step
@@ -260,7 +123,7 @@ def sample(s: Session, model: GPT | None, step: int) -> None:
         return
     t = s.cfg.train
     prompt = t.sample_prompt if probe_ids(s.tokenizer, t.sample_prompt, 1) else s.tokenizer.decode(
-        [int(s.data["train"][0])])
+        s.eval_sets["train"][0][0][0, :1].tolist())
     text = generate_text(model, s.tokenizer, prompt, t.sample_tokens, temperature=0.8, top_k=200, seed=t.seed)
     s.writer.append(SAMPLES, {"step": step, "prompt": prompt, "text": text})
 
@@ -278,20 +141,6 @@ def save_checkpoint(s: Session, model: GPT | None) -> None:
         if is_healthy(s.history):
             copy_trainer_checkpoint(s.run_dir, LATEST, HEALTHY)
     distributed.barrier(s.ctx)
-
-
-def restore_checkpoint(s: Session, name: str) -> TrainerState:
-    """Load checkpoints/NAME into the plain, DDP or FSDP2 model, its optimizer, the RNGs and the batch position
-    (each rank reads the files); returns the saved trainer state."""
-    ckpt = load_trainer_checkpoint(s.run_dir, name)
-    distributed.load_full_state_dict(s.model, ckpt.model.state_dict())
-    distributed.load_full_optimizer_state(s.model, s.optimizer, ckpt.optimizer)
-    torch.set_rng_state(ckpt.rng["torch"])
-    if "cuda" in ckpt.rng and torch.cuda.is_available():
-        torch.cuda.set_rng_state(ckpt.rng["cuda"])
-    s.batches.set_state(ckpt.rng["batches"])
-    return ckpt.state
-
 
 def due(t: TrainConfig, step: int) -> tuple[bool, bool, bool, bool]:
     """Which of evaluation, sample, attention record and checkpoint fall due after `step`."""
@@ -419,20 +268,22 @@ def summary(s: Session) -> dict:
             "tokenizer": {"type": s.tokenizer.type_name, "vocab_size": s.tokenizer.vocab_size}}
 
 
-def train(cfg: RunConfig, out_dir, resume: bool = False, progress: bool = True, on_step=None) -> dict:
+def train(cfg: RunConfig, out_dir, resume: bool = False, progress: bool = True, on_step=None,
+          start: Start | None = None) -> dict:
     """Train a model as `cfg` says into the run folder `out_dir`; returns the summary (also summary.json).
 
     resume=True continues from out_dir/checkpoints/latest exactly (same config required); a folder with no
     checkpoint to resume starts a fresh run and says so on stderr. Ctrl-C saves a checkpoint and re-raises
     KeyboardInterrupt. `on_step(session)` is called after every step (tests use it to interrupt). Under torchrun
     every rank calls this (data parallel: rank 0 writes the run folder) and leaves the process group at the end.
+    `start` replaces pretraining's corpus, tokenizer and fresh weights (finetune.py builds one).
     """
     run_dir = Path(out_dir)
     if resume and trainer_checkpoint_dir(run_dir, LATEST) is None:
         print(f"nothing to resume in {run_dir} (no checkpoint yet): starting a fresh run", file=sys.stderr)
         resume = False
     try:
-        s = setup(cfg, run_dir, resume, progress)
+        s = setup(cfg, run_dir, resume, progress, start)
         return _run(s, resume, progress and s.ctx.is_main, on_step)
     finally:
         distributed.teardown()

@@ -13,11 +13,12 @@ LAYERS = {
     "tokenizer": 1, "model": 1, "runfolder": 1, "device": 1, "optim": 1,
     "data": 2, "convert": 2, "checkpoint": 2, "distributed": 2, "chat": 2, "evaluate": 2, "probe": 2,
     "generate": 3, "doctor": 3, "sft_data": 3, "qa": 3,
-    "train": 4, "assistant": 4,
-    "viz": 5, "lr_find": 5, "speedrun": 5,
-    "report": 6,
-    "quickstart": 7, "serve": 7,
-    "cli": 8,
+    "session": 4, "assistant": 4,
+    "train": 5,
+    "viz": 6, "lr_find": 6, "speedrun": 6, "finetune": 6,
+    "report": 7,
+    "quickstart": 8, "serve": 8,
+    "cli": 9,
 }
 EXEMPT = {"__init__", "__main__", "assets"}
 PACKAGE = Path(scratchllm.__file__).parent

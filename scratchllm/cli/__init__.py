@@ -28,6 +28,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     from scratchllm.cli import (
         chat_cmd,
+        finetune_cmd,
         inspect_cmd,
         model_cmd,
         quickstart_cmd,
@@ -45,8 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for module in (quickstart_cmd, train_cmd, tokenizer_cmd, model_cmd, chat_cmd, inspect_cmd, report_cmd,
-                   speedrun_cmd, serve_cmd):
+    for module in (quickstart_cmd, train_cmd, finetune_cmd, tokenizer_cmd, model_cmd, chat_cmd, inspect_cmd,
+                   report_cmd, speedrun_cmd, serve_cmd):
         module.register(sub)
     return parser
 

@@ -1,0 +1,146 @@
+"""Instruction finetuning: a base run's model taught to answer questions, through the one training loop.
+
+What is finetuning's own is the start and the scoring, not the loop: the base run's weights with the chat tokens
+added (chat.py grows the embedding), conversations rendered with a loss mask as the batch source, held-out
+conversations as the evaluation, and afterwards qa_eval.json: exact-match accuracy of the finetuned model against
+the base model (few-shot prompted) and the majority answer. `train()` does the rest, so a finetune resumes, rolls
+back and writes its run folder like any run. Data: the built-in `shakespeare-qa`, or a user's JSON/JSONL file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from scratchllm.assistant import evaluate_qa
+from scratchllm.chat import add_chat_tokens, grow_vocab, has_chat_tokens, make_batch, render_for_training, show_mask
+from scratchllm.checkpoint import load_model
+from scratchllm.config import InputError, RunConfig, apply_overrides, from_dict, write_json
+from scratchllm.device import resolve_device
+from scratchllm.qa import Question, shakespeare_qa
+from scratchllm.runfolder import CONFIG, read_json
+from scratchllm.session import Start
+from scratchllm.sft_data import load_conversations, split_conversations
+from scratchllm.train import train
+
+BUILTIN = "shakespeare-qa"
+QA_EVAL = "qa_eval.json"
+
+
+class ConversationStream:
+    """Rendered (ids, mask) conversations visited in epochs, batch_size at a time, each batch padded to its
+    longest: (x, y) with y = -1 on untrained targets and padding. The order comes from (seed, epoch), so the state
+    is (seed, epoch, position) and resumes exactly, as data.BatchStream's."""
+
+    def __init__(self, rendered: list, batch_size: int, seed: int, device="cpu"):
+        if not rendered:
+            raise InputError("no conversation fits the model's context: nothing to finetune on")
+        self.rendered, self.batch_size, self.seed, self.device = rendered, batch_size, seed, device
+        self._begin(0, 0)
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        picked: list[int] = []
+        while len(picked) < self.batch_size:
+            if self.position == len(self.order):
+                self._begin(self.epoch + 1, 0)
+            take = self.order[self.position:self.position + self.batch_size - len(picked)].tolist()
+            picked += take
+            self.position += len(take)
+        return make_batch([self.rendered[i] for i in picked], device=self.device)
+
+    def get_state(self) -> torch.Tensor:
+        return torch.tensor([self.seed, self.epoch, self.position])
+
+    def set_state(self, state: torch.Tensor) -> None:
+        seed, epoch, position = (int(v) for v in state)
+        self.seed = seed
+        self._begin(epoch, position)
+
+    def _begin(self, epoch: int, position: int) -> None:
+        self.epoch, self.position = epoch, position
+        self.order = np.random.default_rng((self.seed, epoch)).permutation(len(self.rendered))
+
+
+def load_questions(data: str) -> tuple[list[Question], list[Question]]:
+    """(train, held-out) questions: the built-in set split by passage, or a user's conversations split 95/5
+    (held-out single-turn ones become questions whose answer is the reply)."""
+    if data == BUILTIN:
+        qa = shakespeare_qa()
+        return qa.train, qa.test
+    train, held = split_conversations(load_conversations(data))
+
+    def as_question(messages) -> Question:
+        user = next(m["content"] for m in messages if m["role"] == "user")
+        reply = next(m["content"] for m in messages if m["role"] == "assistant")
+        return Question("held-out", user, reply, group="")
+
+    return [as_question(m) for m in train], [as_question(m) for m in held]
+
+
+def finetune_config(base: dict, data: str, minutes: float, mask: str, overrides: list[str]) -> RunConfig:
+    """The base run's config with a finetuning budget: `minutes` of training, a flat LR that falls over the last
+    half, no compilation (batches change shape), frequent evaluation of the held-out answers; then overrides."""
+    cfg = from_dict(RunConfig, base)
+    t = dataclasses.replace(cfg.train, max_minutes=minutes, max_steps=0, schedule="wsd", warmdown_frac=0.5,
+                            warmup_steps=20, compile=False, eval_every=50, eval_batches=4, checkpoint_every=100,
+                            record_attention_every=0, probe_text="")
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, corpus=data, mask=mask), train=t)
+    return apply_overrides(cfg, overrides)
+
+
+def _batches(rendered: list, batch_size: int, count: int, device) -> list:
+    return [make_batch(rendered[i:i + batch_size], device=device)
+            for i in range(0, min(len(rendered), batch_size * count), batch_size)]
+
+
+def make_start(base_run: Path, cfg: RunConfig, train_q: list[Question], held_q: list[Question]) -> Start:
+    """The base model and tokenizer with the chat tokens, and the rendered conversations as batches."""
+    model, tokenizer, _ = load_model(base_run)
+    if not has_chat_tokens(tokenizer):
+        tokenizer = add_chat_tokens(tokenizer)
+        grow_vocab(model, tokenizer.vocab_size)
+    T, t, device = cfg.model.block_size, cfg.train, resolve_device(cfg.train.device)
+    rendered, _ = render_for_training(tokenizer, [q.messages() for q in train_q], T + 1, cfg.data.mask)
+    held, _ = render_for_training(tokenizer, [q.messages() for q in held_q], T + 1, "assistant")
+    evals = {"train": _batches(rendered, t.batch_size, t.eval_batches, device),
+             "val": _batches(held or rendered, t.batch_size, t.eval_batches, device)}
+    splits = {name: {"tokens": sum(len(ids) for ids, _ in r), "bytes": sum(len(tokenizer.decode_bytes(ids))
+                                                                          for ids, _ in r)}
+              for name, r in (("train", rendered), ("val", held))}
+    return Start(tokenizer, model.state_dict(), ConversationStream(rendered, t.batch_size, t.seed + 1, device), evals,
+                 {"corpus": cfg.data.corpus, "splits": splits}, held_q[0].question if held_q else train_q[0].question)
+
+
+def mask_preview(base_run: str | Path, data: str, mask: str = "assistant", count: int = 3, color: bool = True) -> str:
+    """The first `count` training conversations with the trained tokens marked (chat.show_mask)."""
+    model, tokenizer, _ = load_model(base_run)
+    tokenizer = tokenizer if has_chat_tokens(tokenizer) else add_chat_tokens(tokenizer)
+    train_q, _ = load_questions(data)
+    rendered, _ = render_for_training(tokenizer, [q.messages() for q in train_q[:count]], model.config.block_size + 1,
+                                      mask)
+    return "\n\n".join(show_mask(tokenizer, ids, trained, color) for ids, trained in rendered)
+
+
+def finetune(base_run: str | Path, data: str, out_dir: str | Path, minutes: float = 2.0, mask: str = "assistant",
+             overrides: list[str] = (), resume: bool = False, eval_questions: int = 200, progress: bool = True) -> dict:
+    """Finetune the model of `base_run` on `data` for `minutes` into the run folder `out_dir`; write qa_eval.json
+    there and return {"summary": train()'s summary, "qa_eval": the evaluation}."""
+    base_run, out_dir = Path(base_run), Path(out_dir)
+    base = read_json(base_run / CONFIG)
+    if not isinstance(base, dict):
+        raise InputError(f"{base_run} is not a run folder with a config.json: finetune starts from a trained run")
+    if minutes <= 0:
+        raise InputError(f"finetune needs a positive number of minutes; got {minutes}")
+    train_q, held_q = load_questions(data)
+    cfg = finetune_config(base, data, minutes, mask, list(overrides))
+    summary = train(cfg, out_dir, resume=resume, progress=progress,
+                    start=make_start(base_run, cfg, train_q, held_q))
+    tuned, base_model = load_model(out_dir), load_model(base_run)
+    report = evaluate_qa(held_q[:eval_questions], train_q, finetuned=tuned[:2], base=base_model[:2],
+                         max_new_tokens=32)
+    report["mask"], report["base_run"] = mask, str(base_run)
+    write_json(out_dir / QA_EVAL, report)
+    return {"summary": summary, "qa_eval": report}

@@ -1,0 +1,76 @@
+"""Finetuning through the one trainer: a tiny base run, then conversations with a loss mask as the batch source."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import re
+import sys
+
+import pytest
+
+from scratchllm.chat import has_chat_tokens
+from scratchllm.checkpoint import load_model
+from scratchllm.cli import main
+from scratchllm.config import load_config
+from scratchllm.finetune import ConversationStream
+from scratchllm.runfolder import read_jsonl
+from scratchllm.train import train
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def base_run(tmp_path_factory, shakespeare_text):
+    folder = tmp_path_factory.mktemp("ft")
+    corpus = folder / "tiny.txt"
+    corpus.write_text(shakespeare_text[:20_000], encoding="utf-8")
+    cfg = load_config("tiny", [f"data.corpus={corpus}", "train.max_steps=20", "train.sample_tokens=8",
+                               "model.block_size=64"])
+    train(cfg, folder / "base", progress=False)
+    data = folder / "qa.jsonl"
+    rows = [{"instruction": f"Say the number {i} in words.", "output": w}
+            for i, w in enumerate(["zero", "one", "two", "three", "four", "five", "six", "seven"] * 5)]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return folder / "base", data
+
+
+def test_finetune_writes_a_run_folder_and_qa_eval_through_the_trainer(base_run, tmp_path, capsys, monkeypatch):
+    base, data = base_run
+    out = tmp_path / "chat"
+    assert main(["finetune", "--run", str(base), "--data", str(data), "--minutes", "0.05", "--out", str(out),
+                 "--set", "train.batch_size=4", "--eval-questions", "3"]) == 0
+    metrics = read_jsonl(out / "metrics.jsonl")
+    losses = [r["loss"] for r in metrics if r.get("kind") == "train"]
+    assert losses and all(math.isfinite(x) for x in losses)
+    assert [r for r in metrics if r.get("kind") == "eval"]
+    _, tok, _ = load_model(out)
+    assert has_chat_tokens(tok)
+    report = json.loads((out / "qa_eval.json").read_text())
+    assert report["questions"] == 2 and set(report["accuracy"]) == {"finetuned", "base", "majority"}
+    assert json.loads((out / "config.json").read_text())["data"]["mask"] == "assistant"
+    capsys.readouterr()
+    monkeypatch.setattr(sys, "stdin", io.StringIO("Say the number 3 in words.\nSay the number 5 in words.\n"))
+    assert main(["chat", "--run", str(out), "--temperature", "0"]) == 0  # piped: one answer per line
+    assert capsys.readouterr().out.count("\n") >= 2
+
+
+def test_finetune_show_mask_marks_only_the_replies(base_run, capsys):
+    base, data = base_run
+    assert main(["finetune", "--run", str(base), "--data", str(data), "--show-mask"]) == 0
+    shown = capsys.readouterr().out
+    marked = re.findall(r"«(.*?)»", shown)  # the trained tokens: each reply and its end token, nothing else
+    assert len(marked) == 3 and all(re.fullmatch(r"[a-z]+<\|end\|>", m) for m in marked)
+
+
+def test_conversation_stream_resumes_exactly():
+    rendered = [([1, 2, 3, i], [0, 0, 1, 1]) for i in range(7)]
+    a, b = ConversationStream(rendered, 3, seed=5), ConversationStream(rendered, 3, seed=5)
+    for _ in range(4):
+        a.next()
+    b.set_state(a.get_state())
+    for _ in range(5):
+        xa, ya = a.next()
+        xb, yb = b.next()
+        assert xa.equal(xb) and ya.equal(yb)
