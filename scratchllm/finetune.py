@@ -19,14 +19,16 @@ from scratchllm.assistant import evaluate_qa
 from scratchllm.chat import add_chat_tokens, grow_vocab, has_chat_tokens, make_batch, render_for_training, show_mask
 from scratchllm.checkpoint import load_model
 from scratchllm.config import InputError, RunConfig, apply_overrides, from_dict, write_json
+from scratchllm.data import load_corpus
 from scratchllm.device import resolve_device
-from scratchllm.qa import Question, shakespeare_qa
+from scratchllm.qa import Question, corpus_qa, shakespeare_qa
 from scratchllm.runfolder import CONFIG, read_json
 from scratchllm.session import Start
 from scratchllm.sft_data import load_conversations, split_conversations
 from scratchllm.train import train
 
 BUILTIN = "shakespeare-qa"
+FROM_CORPUS = "corpus-qa:"  # corpus-qa:PATH: next-line and fill-the-gap questions made from any corpus
 QA_EVAL = "qa_eval.json"
 
 
@@ -65,10 +67,14 @@ class ConversationStream:
 
 
 def load_questions(data: str) -> tuple[list[Question], list[Question]]:
-    """(train, held-out) questions: the built-in set split by passage, or a user's conversations split 95/5
+    """(train, held-out) questions: the built-in set split by passage, questions made from a corpus
+    (corpus-qa:PATH, split by paragraph), or a user's conversations split 95/5
     (held-out single-turn ones become questions whose answer is the reply)."""
     if data == BUILTIN:
         qa = shakespeare_qa()
+        return qa.train, qa.test
+    if data.startswith(FROM_CORPUS):
+        qa = corpus_qa(load_corpus(data.removeprefix(FROM_CORPUS)).text)
         return qa.train, qa.test
     train, held = split_conversations(load_conversations(data))
 

@@ -1,4 +1,4 @@
-"""The main job behind `make demo`: corpus -> tokenizer -> model -> samples -> figures -> diagnosis -> PDF guide.
+"""The main job behind `make demo`: corpus -> tokenizer -> model -> finetune -> answers -> figures -> diagnosis -> PDF.
 
 This module only orchestrates: every step is a public function of a lower layer (train, viz, doctor, report),
 so a reader can follow the pipeline here in one screen. Training never calls the later steps; they read the
@@ -14,6 +14,7 @@ from pathlib import Path
 from scratchllm.config import RunConfig, load_preset
 from scratchllm.data import load_corpus
 from scratchllm.doctor import diagnose_run
+from scratchllm.finetune import BUILTIN, FROM_CORPUS, finetune
 from scratchllm.report import build_report
 from scratchllm.runfolder import SAMPLES, read_jsonl_lenient
 from scratchllm.tokenizer.compare import compare_tokenizers, write_comparison
@@ -23,6 +24,9 @@ from scratchllm.viz import render_all
 DEFAULT_PRESET = "speedrun-5min"
 # Seconds kept back from the budget for what follows training: comparison, figures, diagnosis, PDF.
 AFTER_TRAINING_S = 75.0
+# The share of the training budget spent teaching the model to answer (run_dir/chat), and the questions scored.
+FINETUNE_SHARE = 0.2
+FINETUNE_QUESTIONS = 60
 # The tokenizer comparison trains five tokenizers; a 1 MB sample keeps it to seconds on any corpus.
 COMPARISON_BYTES = 1_000_000
 
@@ -35,7 +39,7 @@ def quickstart_config(corpus: str = "shakespeare", minutes: float = 8.0, preset:
     """The preset's recipe, pointed at `corpus`, with training fitted to `minutes` of wall clock in all."""
     cfg = load_preset(preset)
     cfg.data.corpus = corpus
-    cfg.train.max_minutes = max(0.1, minutes - AFTER_TRAINING_S / 60)
+    cfg.train.max_minutes = max(0.1, (minutes - AFTER_TRAINING_S / 60) * (1 - FINETUNE_SHARE))
     cfg.train.max_steps = 0  # no step limit: the wall-clock budget ends the run
     return cfg
 
@@ -49,6 +53,18 @@ def _final_samples(run_dir: Path) -> list[dict]:
     rows = [r for r in read_jsonl_lenient(run_dir / SAMPLES)[0] if isinstance(r.get("step"), int)]
     last = max((r["step"] for r in rows), default=None)
     return [r for r in rows if r["step"] == last]
+
+
+def _answer(run_dir: Path, corpus: str, minutes: float) -> None:
+    """The finetuning stage: the model taught to answer questions about its corpus, then a few of its answers."""
+    data = BUILTIN if corpus == "shakespeare" else f"{FROM_CORPUS}{corpus}"
+    _say(f"finetuning on {data} for {minutes:.1f} min -> {run_dir / 'chat'}")
+    report = finetune(run_dir, data, run_dir / "chat", minutes, eval_questions=FINETUNE_QUESTIONS)["qa_eval"]
+    acc = report["accuracy"]
+    _say(f"held-out answers: finetuned {acc['finetuned']:.0%}, base {acc['base']:.0%}, majority "
+         f"{acc['majority']:.0%} of {report['questions']} questions")
+    for example in report["examples"][:6]:
+        print(f"Q: {example['question']}\nA: {example['finetuned']}   (expected: {example['gold']})\n")
 
 
 def quickstart(corpus: str = "shakespeare", minutes: float = 8.0, out_dir: str | Path = "runs/quickstart",
@@ -71,5 +87,6 @@ def quickstart(corpus: str = "shakespeare", minutes: float = 8.0, out_dir: str |
     pdf = build_report(run_dir)
     for sample in _final_samples(run_dir):
         print(f"--- sample (prompt {sample['prompt']!r}) ---\n{sample['prompt']}{sample['text']}\n")
+    _answer(run_dir, corpus, (minutes - AFTER_TRAINING_S / 60) * FINETUNE_SHARE)
     _say(f"guide written to {pdf} ({time.monotonic() - started:.0f} s in all)")
     return pdf

@@ -21,3 +21,5 @@ def test_quickstart_leaves_a_complete_run_folder(tiny_corpus_file, tmp_path):
     assert list((run / "figures").glob("*.png")) and list((run / "figures").glob("*.svg"))
     text = "".join(page.extract_text() for page in PdfReader(pdf).pages)
     assert f"{summary['final_val_bpb']:.4f}" in text  # the guide prints bits per byte to 4 places
+    qa = json.loads((run / "chat" / "qa_eval.json").read_text())  # the finetuning stage, on questions from the corpus
+    assert qa["questions"] > 0 and set(qa["accuracy"]) == {"finetuned", "base", "majority"}

@@ -34,8 +34,8 @@ def register(sub) -> None:
         "Example: scratchllm finetune --run runs/demo --data shakespeare-qa --minutes 2 --out runs/demo-chat")
     p.add_argument("--run", required=True, metavar="BASE_RUN", help="the trained run folder to start from")
     p.add_argument("--data", default="shakespeare-qa",
-                   help="shakespeare-qa (built in), or a JSON/JSONL file: Alpaca, chat messages, ShareGPT, "
-                   "prompt/completion")
+                   help="shakespeare-qa (built in), corpus-qa:PATH (questions made from any corpus), or a JSON/JSONL "
+                   "file: Alpaca, chat messages, ShareGPT, prompt/completion")
     p.add_argument("--minutes", type=float, default=2.0, help="training budget (default 2)")
     p.add_argument("--mask", choices=("assistant", "all"), default="assistant",
                    help="train on the replies only (default) or on the prompts too")
