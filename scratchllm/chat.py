@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from torch.nn import functional as F
 
 from scratchllm.config import InputError
 from scratchllm.model import GPT
@@ -228,25 +227,3 @@ def make_batch(rendered: Sequence[tuple[Sequence[int], Sequence[int]]], pad_id: 
         x[row, :n] = ids_t[:-1]
         y[row, :n] = ids_t[1:].masked_fill(~mask_t[1:], IGNORE)
     return x.to(device), y.to(device)
-
-
-def masked_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy over targets that are not -1; 0 (finite, zero gradient) when every target is -1.
-
-    F.cross_entropy(..., ignore_index=-1) divides by the number of kept targets, which is 0/0 = NaN when none is
-    kept (nanochat #590, TRL #6668); dividing the sum by max(count, 1) keeps the graph and gives 0 instead.
-    """
-    losses = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1),
-                             ignore_index=IGNORE, reduction="sum")
-    return losses / (targets != IGNORE).sum().clamp(min=1)
-
-
-def sft_loss(model: GPT, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """The model's loss on a masked batch, through GPT.forward's own loss when any target is trained.
-
-    A batch whose every target is masked returns 0 * the logits' sum: finite, zero gradient, graph intact.
-    """
-    if bool((y != IGNORE).any()):
-        return model(x, y)[1]
-    logits, _ = model(x)
-    return logits.sum() * 0.0

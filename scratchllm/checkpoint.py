@@ -247,10 +247,11 @@ def save_trainer_checkpoint(run_dir: Path, ckpt: TrainerCheckpoint, name: str = 
 
 
 def copy_trainer_checkpoint(run_dir: Path, source: str, name: str) -> None:
-    """checkpoints/SOURCE copied whole to checkpoints/NAME (staged, then swapped in)."""
+    """checkpoints/SOURCE copied whole to checkpoints/NAME (staged, then swapped in). The files are hard links:
+    a save never rewrites a file in place (it stages a new folder and renames it), so the copy costs no I/O."""
     root = Path(run_dir) / "checkpoints"
     stage = Path(tempfile.mkdtemp(dir=root, prefix=".staging-"))
-    shutil.copytree(root / source, stage, dirs_exist_ok=True)
+    shutil.copytree(root / source, stage, dirs_exist_ok=True, copy_function=os.link)
     _swap_in(root, stage, name)
 
 

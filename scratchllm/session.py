@@ -55,16 +55,14 @@ class Session:
     dtype: torch.dtype
     tokenizer: Tokenizer
     meta: dict
-    data: dict[str, np.ndarray]
-    """Token ids of the corpus splits (empty when the run has a Start)."""
     model: GPT
     """The model itself (sharded in place under FSDP2): saved, evaluated and sampled."""
     step_model: torch.nn.Module
     """What the step calls: the model, or DDP around it; compiled regions inside when train.compile."""
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler
-    batches: BatchStream
-    """The training batch source: next() -> (x, y); get_state()/set_state() are its position in checkpoints."""
+    batches: object
+    """The training batch source (Start.batches): next() -> (x, y); get_state()/set_state() are its position."""
     eval_sets: dict[str, list]
     """Per split, the fixed (x, y) windows every evaluation scores."""
     byte_lengths: torch.Tensor
@@ -121,10 +119,7 @@ def setup(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, start: St
     ctx = distributed.setup(str(resolve_device(cfg.train.device)))  # cuda -> cuda:LOCAL_RANK under torchrun
     device, progress = torch.device(ctx.device), progress and ctx.is_main
     dtype = resolve_dtype(cfg.train.dtype, device)
-    if start is None:
-        start, data = _pretraining_start(cfg, run_dir, resume, ctx, device, progress)
-    else:
-        data = {}
+    start = start or _pretraining_start(cfg, run_dir, resume, ctx, device, progress)
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, vocab_size=start.tokenizer.vocab_size),
                               tokenizer=dataclasses.replace(cfg.tokenizer, vocab_size=start.tokenizer.vocab_size))
     if resume:
@@ -136,7 +131,7 @@ def setup(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, start: St
         model = distributed.wrap_fsdp2(model, ctx, mixed_bf16=dtype == torch.bfloat16,
                                        checkpointing=cfg.train.grad_checkpointing)
     tok, t = start.tokenizer, cfg.train
-    s = Session(cfg, run_dir, device, dtype, tok, start.meta, data, model, wrap_model(model, cfg, ctx),
+    s = Session(cfg, run_dir, device, dtype, tok, start.meta, model, wrap_model(model, cfg, ctx),
                 make_optimizer(model, t, device), torch.amp.GradScaler(device.type, enabled=dtype == torch.float16),
                 start.batches, start.eval_sets, token_byte_lengths(tok),
                 RunWriter(run_dir, enabled=ctx.is_main, fresh=not resume), start.probe_text,
@@ -147,19 +142,18 @@ def setup(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, start: St
     return s
 
 
-def _pretraining_start(cfg: RunConfig, run_dir: Path, resume: bool, ctx, device, progress: bool):
+def _pretraining_start(cfg: RunConfig, run_dir: Path, resume: bool, ctx, device, progress: bool) -> Start:
     """Pretraining's Start: the corpus split, its tokenizer (trained, or the run's own when resuming), token
-    windows in epochs, fixed random evaluation windows and a probe from the validation text; and the split ids."""
+    windows in epochs, fixed random evaluation windows and a probe from the validation text."""
     corpus = load_corpus(cfg.data.corpus).head(cfg.data.prefix_chars)
     texts = split_corpus(corpus, cfg.data.val_fraction)
     tokenizer = (load_tokenizer(run_dir / TOKENIZER) if resume
                  else build_tokenizer(cfg.tokenizer, "\n\n".join(texts["train"]), progress))
     meta, data = _prepare_data(cfg, corpus, tokenizer, run_dir, ctx, progress)
     T, t = cfg.model.block_size, cfg.train
-    start = Start(tokenizer, {}, BatchStream(data["train"], t.batch_size, T, seed=t.seed + 1, device=device),
-                  {name: eval_windows(split, t, T, device) for name, split in data.items()}, meta,
-                  t.probe_text or choose_probe_text("\n".join(texts["val"]), tokenizer, T))
-    return start, data
+    return Start(tokenizer, {}, BatchStream(data["train"], t.batch_size, T, seed=t.seed + 1, device=device),
+                 {name: eval_windows(split, t, T, device) for name, split in data.items()}, meta,
+                 t.probe_text or choose_probe_text("\n".join(texts["val"]), tokenizer, T))
 
 
 def check_resume(run_dir: Path, cfg: RunConfig, world_size: int) -> None:
@@ -168,7 +162,8 @@ def check_resume(run_dir: Path, cfg: RunConfig, world_size: int) -> None:
     saved = read_json(run_dir / CONFIG)
     if not isinstance(saved, dict):
         raise InputError(f"cannot resume: {run_dir / CONFIG} is missing or unreadable")
-    state = read_json(trainer_checkpoint_dir(run_dir, LATEST) / TRAINER_JSON)
+    where = trainer_checkpoint_dir(run_dir, LATEST)
+    state = read_json(where / TRAINER_JSON) if where else None
     saved_world = state.get("world_size", 1) if isinstance(state, dict) else 1
     try:
         check_resume_config(saved, cfg, saved_world, world_size)

@@ -31,13 +31,13 @@ from scratchllm.checkpoint import (
     save_trainer_checkpoint,
     trainer_checkpoint_dir,
 )
-from scratchllm.config import RunConfig, TrainConfig, to_dict
+from scratchllm.config import InputError, RunConfig, TrainConfig, to_dict
 from scratchllm.doctor import check_step, is_healthy
 from scratchllm.evaluate import score
 from scratchllm.generate import generate_text
 from scratchllm.model import GPT
 from scratchllm.optim import lr_at, progress_of
-from scratchllm.probe import probe_ids, record_attention, write_probe
+from scratchllm.probe import record_attention, write_probe
 from scratchllm.runfolder import CONFIG, SAMPLES, SUMMARY, TOKENIZER
 from scratchllm.session import Session, Start, main_copy, restore_checkpoint, setup
 
@@ -85,7 +85,7 @@ def run_step(s: Session) -> dict:
     micro = distributed.own_share([s.batches.next() for _ in range(t.grad_accum * world)], s.ctx)
     loss, norm = train_step(s.step_model, s.optimizer, micro, t, lr, s.autocast, s.scaler)
     st.step += 1
-    st.tokens += t.batch_size * t.grad_accum * world * s.cfg.model.block_size
+    st.tokens += sum(x.numel() for x, _ in micro) * world  # conversation batches vary in length
     return {"kind": "train", "step": st.step, "loss": distributed.all_mean(loss, s.ctx), "lr": lr, "grad_norm": norm}
 
 
@@ -117,13 +117,16 @@ def run_eval(s: Session) -> dict:
 
 
 def sample(s: Session, model: GPT | None, step: int) -> None:
-    """Continue the sample prompt (or, when the tokenizer cannot encode it, the first training token) to samples;
-    model is main_copy's (None off rank 0)."""
+    """Continue the sample prompt (or, when the tokenizer cannot encode it, the first token of the training
+    evaluation windows) to samples; model is main_copy's (None off rank 0)."""
     if model is None:
         return
     t = s.cfg.train
-    prompt = t.sample_prompt if probe_ids(s.tokenizer, t.sample_prompt, 1) else s.tokenizer.decode(
-        s.eval_sets["train"][0][0][0, :1].tolist())
+    prompt = t.sample_prompt
+    try:
+        s.tokenizer.encode(prompt)
+    except InputError:
+        prompt = s.tokenizer.decode(s.eval_sets["train"][0][0][0, :1].tolist())
     text = generate_text(model, s.tokenizer, prompt, t.sample_tokens, temperature=0.8, top_k=200, seed=t.seed)
     s.writer.append(SAMPLES, {"step": step, "prompt": prompt, "text": text})
 
