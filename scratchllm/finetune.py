@@ -10,6 +10,7 @@ back and writes its run folder like any run. Data: the built-in `shakespeare-qa`
 from __future__ import annotations
 
 import dataclasses
+from itertools import zip_longest
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +87,16 @@ def load_questions(data: str) -> tuple[list[Question], list[Question]]:
     return [as_question(m) for m in train], [as_question(m) for m in held]
 
 
+def spread_over_kinds(questions: list[Question], count: int) -> list[Question]:
+    """`count` questions taken in turn from each kind, in their order, so every kind is scored even when the list
+    is grouped by kind. Example: kinds [a, a, a, b, c], count 3 -> [a, b, c]."""
+    by_kind: dict[str, list[Question]] = {}
+    for q in questions:
+        by_kind.setdefault(q.kind, []).append(q)
+    rounds = zip_longest(*by_kind.values())
+    return [q for row in rounds for q in row if q is not None][:count]
+
+
 def finetune_config(base: dict, data: str, minutes: float, mask: str, overrides: list[str]) -> RunConfig:
     """The base run's config with a finetuning budget: `minutes` of training, a flat LR that falls over the last
     half, no compilation (batches change shape), frequent evaluation of the held-out answers; then overrides."""
@@ -145,7 +156,7 @@ def finetune(base_run: str | Path, data: str, out_dir: str | Path, minutes: floa
     summary = train(cfg, out_dir, resume=resume, progress=progress,
                     start=make_start(base_run, cfg, train_q, held_q))
     tuned, base_model = load_model(out_dir), load_model(base_run)
-    report = evaluate_qa(held_q[:eval_questions], train_q, finetuned=tuned[:2], base=base_model[:2],
+    report = evaluate_qa(spread_over_kinds(held_q, eval_questions), train_q, finetuned=tuned[:2], base=base_model[:2],
                          max_new_tokens=32)
     report["mask"], report["base_run"] = mask, str(base_run)
     write_json(out_dir / QA_EVAL, report)

@@ -7,14 +7,18 @@ import json
 import math
 import re
 import sys
+from collections import Counter
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from scratchllm.chat import has_chat_tokens
 from scratchllm.checkpoint import load_model
 from scratchllm.cli import main
 from scratchllm.config import load_config
-from scratchllm.finetune import ConversationStream
+from scratchllm.finetune import ConversationStream, spread_over_kinds
+from scratchllm.qa import Question
 from scratchllm.runfolder import read_jsonl
 from scratchllm.train import train
 
@@ -74,3 +78,13 @@ def test_conversation_stream_resumes_exactly():
         xa, ya = a.next()
         xb, yb = b.next()
         assert xa.equal(xb) and ya.equal(yb)
+
+
+@given(st.lists(st.sampled_from("abcd"), max_size=40), st.integers(0, 50))
+def test_spread_over_kinds_takes_every_kind_in_turn(kinds, count):
+    questions = [Question(kind, f"q{i}", "a", group="") for i, kind in enumerate(kinds)]
+    picked = spread_over_kinds(questions, count)
+    assert len(picked) == min(count, len(questions)) and len(set(picked)) == len(picked)
+    taken = Counter(q.kind for q in picked)  # no kind gets two more than another that still had questions left
+    left = Counter(kinds) - taken
+    assert all(taken[a] <= taken[b] + 1 for a in taken for b in taken if left[b])
