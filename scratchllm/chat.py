@@ -189,23 +189,25 @@ def truncate(ids: Sequence[int], mask: Sequence[int], max_len: int) -> tuple[lis
 
 
 def render_for_training(tokenizer: Tokenizer, conversations: Sequence[Sequence[Message]], max_len: int,
-                        mask: str = "assistant") -> tuple[list[tuple[list[int], list[int]]], int]:
-    """Render and truncate every conversation; returns the kept (ids, mask) pairs and how many were dropped.
+                        mask: str = "assistant") -> tuple[list[tuple[list[int], list[int]]], int, int]:
+    """Render and truncate every conversation; returns the kept (ids, mask) pairs, how many were dropped, and how
+    many of the kept ones lost the front of their prompt to the cut.
 
     max_len counts ids, so a model of context block_size takes max_len = block_size + 1 (x and y are shifted).
     The cut protects the last answer under either mask (with mask="all", the kept ids are then all trained).
     """
     if mask not in MASKS:
         raise InputError(f"mask must be one of {', '.join(MASKS)}; got {mask!r}")
-    kept, dropped = [], 0
+    kept, dropped, cut = [], 0, 0
     for messages in conversations:
-        fitted = truncate(*render_conversation(tokenizer, messages), max_len)
+        ids, trained = render_conversation(tokenizer, messages)
+        fitted = truncate(ids, trained, max_len)
         if fitted is None:
             dropped += 1
         else:
-            ids, trained = fitted
-            kept.append((ids, [1] * len(ids) if mask == "all" else trained))
-    return kept, dropped
+            cut += len(fitted[0]) < len(ids)
+            kept.append((fitted[0], [1] * len(fitted[0]) if mask == "all" else fitted[1]))
+    return kept, dropped, cut
 
 
 def make_batch(rendered: Sequence[tuple[Sequence[int], Sequence[int]]], pad_id: int = 0,

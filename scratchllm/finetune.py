@@ -20,8 +20,10 @@ from scratchllm.assistant import evaluate_qa
 from scratchllm.chat import add_chat_tokens, grow_vocab, has_chat_tokens, make_batch, render_for_training, show_mask
 from scratchllm.checkpoint import load_model
 from scratchllm.config import InputError, RunConfig, apply_overrides, from_dict, write_json
-from scratchllm.data import load_corpus
-from scratchllm.device import resolve_device
+from scratchllm.data import load_corpus, load_split
+from scratchllm.device import autocast, resolve_device, resolve_dtype
+from scratchllm.evaluate import contiguous_batches, score, token_byte_lengths
+from scratchllm.model import GPT
 from scratchllm.qa import Question, corpus_qa, shakespeare_qa
 from scratchllm.runfolder import CONFIG, read_json
 from scratchllm.session import Start
@@ -31,6 +33,7 @@ from scratchllm.train import train
 BUILTIN = "shakespeare-qa"
 FROM_CORPUS = "corpus-qa:"  # corpus-qa:PATH: next-line and fill-the-gap questions made from any corpus
 QA_EVAL = "qa_eval.json"
+FORGET_TOKENS = 32_768  # held-out base-corpus tokens scored before and after finetuning: seconds on 2 cores
 
 
 class ConversationStream:
@@ -99,11 +102,13 @@ def spread_over_kinds(questions: list[Question], count: int) -> list[Question]:
 
 def finetune_config(base: dict, data: str, minutes: float, mask: str, overrides: list[str]) -> RunConfig:
     """The base run's config with a finetuning budget: `minutes` of training, a flat LR that falls over the last
-    half, no compilation (batches change shape), frequent evaluation of the held-out answers; then overrides."""
+    half, no weight decay, no compilation (batches change shape), frequent evaluation of the held-out answers; then
+    overrides. The base recipe's decay is sized for many passes over the corpus; here it pulls the learned weights
+    toward zero instead (benchmarks/SPEEDRUN.md has the measurement)."""
     cfg = from_dict(RunConfig, base)
     t = dataclasses.replace(cfg.train, max_minutes=minutes, max_steps=0, schedule="wsd", warmdown_frac=0.5,
-                            warmup_steps=20, compile=False, eval_every=50, eval_batches=4, checkpoint_every=100,
-                            record_attention_every=0, probe_text="")
+                            weight_decay=0.0, warmup_steps=20, compile=False, eval_every=50, eval_batches=4,
+                            checkpoint_every=100, record_attention_every=0, probe_text="")
     cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, corpus=data, mask=mask), train=t)
     return apply_overrides(cfg, overrides)
 
@@ -120,15 +125,18 @@ def make_start(base_run: Path, cfg: RunConfig, train_q: list[Question], held_q: 
         tokenizer = add_chat_tokens(tokenizer)
         grow_vocab(model, tokenizer.vocab_size)
     T, t, device = cfg.model.block_size, cfg.train, resolve_device(cfg.train.device)
-    rendered, _ = render_for_training(tokenizer, [q.messages() for q in train_q], T + 1, cfg.data.mask)
-    held, _ = render_for_training(tokenizer, [q.messages() for q in held_q], T + 1, "assistant")
+    rendered, dropped, cut = render_for_training(tokenizer, [q.messages() for q in train_q], T + 1, cfg.data.mask)
+    held, *_ = render_for_training(tokenizer, [q.messages() for q in held_q], T + 1, "assistant")
     evals = {"train": _batches(rendered, t.batch_size, t.eval_batches, device),
              "val": _batches(held or rendered, t.batch_size, t.eval_batches, device)}
     splits = {name: {"tokens": sum(len(ids) for ids, _ in r), "bytes": sum(len(tokenizer.decode_bytes(ids))
                                                                           for ids, _ in r)}
               for name, r in (("train", rendered), ("val", held))}
+    records = {"conversations": len(train_q), "dropped": dropped, "cut": cut,
+               "untrained": sum(not any(m) for _, m in rendered)}
     return Start(tokenizer, model.state_dict(), ConversationStream(rendered, t.batch_size, t.seed + 1, device), evals,
-                 {"corpus": cfg.data.corpus, "splits": splits}, held_q[0].question if held_q else train_q[0].question)
+                 {"corpus": cfg.data.corpus, "splits": splits, "records": records},
+                 held_q[0].question if held_q else train_q[0].question)
 
 
 def mask_preview(base_run: str | Path, data: str, mask: str = "assistant", count: int = 3, color: bool = True) -> str:
@@ -136,9 +144,24 @@ def mask_preview(base_run: str | Path, data: str, mask: str = "assistant", count
     model, tokenizer, _ = load_model(base_run)
     tokenizer = tokenizer if has_chat_tokens(tokenizer) else add_chat_tokens(tokenizer)
     train_q, _ = load_questions(data)
-    rendered, _ = render_for_training(tokenizer, [q.messages() for q in train_q[:count]], model.config.block_size + 1,
+    rendered, *_ = render_for_training(tokenizer, [q.messages() for q in train_q[:count]], model.config.block_size + 1,
                                       mask)
     return "\n\n".join(show_mask(tokenizer, ids, trained, color) for ids, trained in rendered)
+
+
+def base_corpus_bpb(base_run: Path, models: dict[str, GPT], cfg: RunConfig, tokens: int = FORGET_TOKENS) -> dict:
+    """Bits per byte of each model on the first `tokens` of the base run's held-out text: what finetuning cost the
+    model at its first job (the doctor flags a rise). {} when the base run kept no encoded val split."""
+    try:
+        val = load_split(base_run / "data", "val")[:tokens + 1]
+    except (OSError, ValueError):
+        return {}
+    device = resolve_device(cfg.train.device)
+    dtype = resolve_dtype(cfg.train.dtype, device)
+    ids = torch.from_numpy(val.astype(np.int64)).to(device)
+    lengths = token_byte_lengths(load_model(base_run)[1])
+    return {name: score(model.to(device), contiguous_batches(ids, cfg.model.block_size), lengths,
+                        lambda: autocast(device, dtype))["bpb"] for name, model in models.items()}
 
 
 def finetune(base_run: str | Path, data: str, out_dir: str | Path, minutes: float = 2.0, mask: str = "assistant",
@@ -153,11 +176,12 @@ def finetune(base_run: str | Path, data: str, out_dir: str | Path, minutes: floa
         raise InputError(f"finetune needs a positive number of minutes; got {minutes}")
     train_q, held_q = load_questions(data)
     cfg = finetune_config(base, data, minutes, mask, list(overrides))
-    summary = train(cfg, out_dir, resume=resume, progress=progress,
-                    start=make_start(base_run, cfg, train_q, held_q))
+    start = make_start(base_run, cfg, train_q, held_q)
+    summary = train(cfg, out_dir, resume=resume, progress=progress, start=start)
     tuned, base_model = load_model(out_dir), load_model(base_run)
     report = evaluate_qa(spread_over_kinds(held_q, eval_questions), train_q, finetuned=tuned[:2], base=base_model[:2],
                          max_new_tokens=32)
-    report["mask"], report["base_run"] = mask, str(base_run)
+    report["mask"], report["base_run"], report["records"] = mask, str(base_run), start.meta["records"]
+    report["base_corpus_bpb"] = base_corpus_bpb(base_run, {"base": base_model[0], "finetuned": tuned[0]}, cfg)
     write_json(out_dir / QA_EVAL, report)
     return {"summary": summary, "qa_eval": report}

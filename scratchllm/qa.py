@@ -182,10 +182,17 @@ def parse_persons(lines: Sequence[str]) -> tuple[list[tuple[str, str]], int]:
         while i + 1 < len(lines) and lines[i + 1][:1] in (" ", "\t") and lines[i + 1].strip():
             i += 1
             description += " " + lines[i].strip().rstrip(".")
-        if description and 0 < len(name.split()) <= 4 and name.split()[0].lower() not in _GROUP_WORDS:
+        if _is_role(description) and 0 < len(name.split()) <= 4 and name.split()[0].lower() not in _GROUP_WORDS:
             persons.append((_title_case(name), description.strip()))
         i += 1
     return persons, i
+
+
+def _is_role(description: str) -> bool:
+    """A description that says who someone is: not empty, and not the tail of an entry shared with the line above
+    ("ANTIPHOLUS OF SYRACUSE, and Aemelia, but unknown ..." continues its neighbour's description)."""
+    words = normalise(description).split()
+    return bool(words) and words[0] not in ("and", "but", "the", "two")
 
 
 def _is_heading(lines: Sequence[str], i: int) -> bool:
@@ -245,7 +252,11 @@ def _usable(line: str) -> bool:
 
 
 def _line_questions(play: Play, unique: set[str], rng: random.Random) -> list[Question]:
-    """Who speaks, which play, what comes next: one of each per speech, on lines found once in the corpus."""
+    """Who speaks, which play, what comes next: one of each per speech, on lines found once in the corpus.
+
+    The play question names the speaker, as the speaker question names the play: a reader answers one from the
+    other (who appears in which play), which is knowledge a model can learn, not a guess at a line's style.
+    """
     out = []
     for scene, speaker, body in play.speeches:
         group = f"{play.title}#scene {scene}"
@@ -254,7 +265,7 @@ def _line_questions(play: Play, unique: set[str], rng: random.Random) -> list[Qu
             continue
         line = body[rng.choice(lines)]
         out.append(Question("speaker", f'In {play.title}, who says: "{line}"?', speaker, group))
-        out.append(Question("play", f'Which play has the line: "{line}"?', play.title, group))
+        out.append(Question("play", f'Which play has {speaker} saying: "{line}"?', play.title, group))
         follow = [k for k in lines if k + 1 < len(body) and 10 <= len(body[k + 1]) <= 80]
         if follow:
             k = rng.choice(follow)
@@ -275,8 +286,8 @@ def _theme_questions(play: Play, rng: random.Random) -> list[Question]:
             if _usable(line):
                 for word in set(normalise(line).split()) & set(THEMES):
                     words[word].append(line)
-    return [Question("theme", f"Write a line of verse about {word}, as in {play.title}.", rng.choice(lines),
-                     f"{play.title}#theme#{word}", word) for word, lines in sorted(words.items())]
+    return [Question("theme", f'Write a line of verse with the word "{word}", as in {play.title}.',
+                     rng.choice(lines), f"{play.title}#theme#{word}", word) for word, lines in sorted(words.items())]
 
 
 def split_questions(questions: Iterable[Question], test_fraction: float, seed: int, max_train: int,

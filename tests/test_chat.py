@@ -146,10 +146,10 @@ def test_render_for_training_drops_and_counts_what_cannot_fit(tok):
     short = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}]
     long = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "word " * 50}]
     wordy = [{"role": "user", "content": "tell me " * 40}, {"role": "assistant", "content": "No."}]
-    kept, dropped = render_for_training(tok, [short, long, wordy], max_len=30)
-    assert dropped == 1 and len(kept) == 2
+    kept, dropped, cut = render_for_training(tok, [short, long, wordy], max_len=30)
+    assert dropped == 1 and cut == 1 and len(kept) == 2
     assert kept[1][0][-3:] == render_conversation(tok, wordy)[0][-3:]  # the answer survived the cut
-    kept_all, _ = render_for_training(tok, [wordy], max_len=30, mask="all")
+    kept_all, *_ = render_for_training(tok, [wordy], max_len=30, mask="all")
     assert kept_all[0][1] == [1] * 30
 
 

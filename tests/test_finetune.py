@@ -53,6 +53,10 @@ def test_finetune_writes_a_run_folder_and_qa_eval_through_the_trainer(base_run, 
     assert has_chat_tokens(tok)
     report = json.loads((out / "qa_eval.json").read_text())
     assert report["questions"] == 2 and set(report["accuracy"]) == {"finetuned", "base", "majority"}
+    assert report["records"] == {"conversations": 38, "dropped": 0, "cut": 0, "untrained": 0}
+    forgetting = report["base_corpus_bpb"]
+    assert set(forgetting) == {"base", "finetuned"} and all(0 < v < math.log2(tok.vocab_size) * 4
+                                                            for v in forgetting.values())
     assert json.loads((out / "config.json").read_text())["data"]["mask"] == "assistant"
     capsys.readouterr()
     monkeypatch.setattr(sys, "stdin", io.StringIO("Say the number 3 in words.\nSay the number 5 in words.\n"))
