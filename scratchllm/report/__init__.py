@@ -1,10 +1,10 @@
 """The PDF guide: `build_report(run_dir)` reads one run folder and writes guide.pdf, a book chapter on how an LLM
 is built, told with this project's live source code and the run's own numbers and pictures.
 
-Before reading the run, it draws the figures the run folder lacks (viz.render_all with only_missing), so a run
-that was only trained gets a complete guide. collect.py reads the run (RunSummary), chapters/ writes one module per
-chapter with tables.py for what they share, pdf.py lays out the pages (fpdf2). Training code never calls this;
-quickstart and `scratchllm report` do.
+Before reading the run, it draws the figures the run folder (and its chat/ finetune stage) lacks (viz.render_all
+with only_missing), so a run that was only trained gets a complete guide. collect.py reads the run (RunSummary),
+chapters/ writes one module per chapter with tables.py for what they share, pdf.py lays out the pages (fpdf2).
+Training code never calls this; quickstart and `scratchllm report` do.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 from scratchllm.config import InputError, atomic_write_bytes
 from scratchllm.report.chapters import BOOK_TITLE, CHAPTER_TITLES, CHAPTERS
 from scratchllm.report.chapters.glance import cover
-from scratchllm.report.collect import REPO, RunSummary, collect
+from scratchllm.report.collect import REPO, RunSummary, collect, finetune_dir
 from scratchllm.runfolder import require_run
 from scratchllm.viz import render_all
 
@@ -37,7 +37,9 @@ def build_report(run_dir, out_pdf=None, bench_dir=None, progress: bool = False) 
 
     if out_pdf is not None and Path(out_pdf).is_dir():
         raise InputError(f"-o {out_pdf} is a folder; give a file name such as {Path(out_pdf) / 'guide.pdf'}")
-    render_all(require_run(run_dir, "report"), [], only_missing=True)  # skipped figures: collect names what lacks
+    path = require_run(run_dir, "report")
+    for folder in dict.fromkeys(filter(None, (path, finetune_dir(path)))):  # skipped figures: collect names them
+        render_all(folder, [], only_missing=True)
     run = collect(run_dir, REPO / "benchmarks" / "results" if bench_dir is None else bench_dir)
     book = Book(BOOK_TITLE)
     cover(book, run, datetime.datetime.now().strftime("%Y-%m-%d %H:%M"))

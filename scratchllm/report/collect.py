@@ -1,10 +1,11 @@
 """Everything the guide says about one run, gathered into a `RunSummary` before any page is laid out.
 
 Reads only the run folder, through runfolder.py's names and lenient readers (config.json, summary.json,
-metrics.jsonl, samples.jsonl, tokenizer.json, tokenizer_comparison.json, doctor.json, attention/, figures/), and
-benchmark JSON files; takes the code excerpts from the installed source with `inspect.getsource` at build time, so
-the guide never quotes a copy that has drifted. Whatever is absent or unreadable becomes a line in
-`RunSummary.missing` instead of an error. It draws nothing: build_report has viz draw the missing figures first.
+metrics.jsonl, samples.jsonl, tokenizer.json, tokenizer_comparison.json, doctor.json, attention/, figures/, a
+finetune's qa_eval.json or the chat/ finetune stage the quickstart leaves inside), and benchmark JSON files; takes
+the code excerpts from the installed source with `inspect.getsource` at build time, so the guide never quotes a
+copy that has drifted. Whatever is absent or unreadable becomes a line in `RunSummary.missing` instead of an error.
+It draws nothing: build_report has viz draw the missing figures first.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from scratchllm.chat import CHAT_TOKENS
 from scratchllm.config import InputError
 from scratchllm.runfolder import (
     CHECKPOINTS,
@@ -30,6 +32,7 @@ from scratchllm.runfolder import (
     TOKENIZER,
     attention_files,
     is_finite,
+    is_run,
     load_attention,
     read_json,
     read_jsonl_lenient,
@@ -39,6 +42,8 @@ from scratchllm.runfolder import (
 
 REPO = Path(__file__).resolve().parents[2]
 COMPARISON = "tokenizer_comparison.json"
+QA_EVAL = "qa_eval.json"  # finetune.py's evaluation of held-out questions
+CHAT = "chat"  # the quickstart's finetuning stage, a run folder inside the run folder
 EXCERPTS = {  # key -> dotted name of the function or class the guide quotes
     "get_stats": "scratchllm.tokenizer.basic.get_stats",
     "merge": "scratchllm.tokenizer.basic.merge",
@@ -123,6 +128,10 @@ class RunSummary:
     benchmarks: dict[str, dict] = field(default_factory=dict)
     excerpts: dict[str, Excerpt] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)
+    qa_eval: dict | None = None
+    """qa_eval.json of a finetune run: accuracy by model and question type, end and leak rates, examples."""
+    chat: RunSummary | None = None
+    """The finetune this guide also tells: the run itself when it is a finetune, else its chat/ stage (quickstart)."""
 
     @property
     def model_config(self) -> dict:
@@ -295,6 +304,38 @@ def _read_metrics(run: RunSummary) -> None:
         bucket.extend(r for r in records if r.get("kind") == kind)
 
 
+def collect_finetune(path: Path) -> RunSummary:
+    """A finetune run folder read for the finetuning chapter only: config, summary, metrics, tokenizer, figures
+    and qa_eval.json (None, with a note, when the finetune has not been scored)."""
+    run = RunSummary(path)
+    run.config = _json_or_note(path / CONFIG, run.missing, "no resolved config") or {}
+    run.summary = _json_or_note(path / SUMMARY, run.missing, "no run summary (written when training ends)") or {}
+    _read_metrics(run)
+    _read_tokenizer(run)
+    run.figures = {p.stem: p for p in sorted((path / FIGURES).glob("*.png"))}
+    _read_qa_eval(run)
+    return run
+
+
+def _read_qa_eval(run: RunSummary) -> None:
+    qa_eval = _json_or_note(run.run_dir / QA_EVAL, run.missing, "the finetune was not scored on held-out questions")
+    run.qa_eval = qa_eval if isinstance(qa_eval, dict) else None
+
+
+def is_finetune(run_dir: Path) -> bool:
+    """A finetune run folder: it holds qa_eval.json, or its tokenizer.json has the chat turn tokens."""
+    specials = (read_json(run_dir / TOKENIZER) or {}).get("special_tokens") or {}
+    return (run_dir / QA_EVAL).is_file() or all(t in specials for t in CHAT_TOKENS)
+
+
+def finetune_dir(run_dir: Path) -> Path | None:
+    """The finetune run folder this guide tells: `run_dir` itself when it is one, else its chat/ stage when that
+    is a run folder, else None."""
+    if is_finetune(run_dir):
+        return run_dir
+    return run_dir / CHAT if is_run(run_dir / CHAT) else None
+
+
 def collect(run_dir, bench_dir=None) -> RunSummary:
     """Read a run folder (and benchmark results) into a RunSummary; a folder that is no run is an InputError."""
     path = require_run(run_dir, "report")
@@ -316,4 +357,8 @@ def collect(run_dir, bench_dir=None) -> RunSummary:
     _read_model(run)
     run.benchmarks = read_benchmarks(bench_dir)
     run.excerpts = {key: excerpt(name) for key, name in EXCERPTS.items()}
+    stage = finetune_dir(path)
+    run.chat = run if stage == path else collect_finetune(stage) if stage else None
+    if stage == path:
+        _read_qa_eval(run)
     return run

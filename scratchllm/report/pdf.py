@@ -31,6 +31,9 @@ FONTS = {  # family, style -> DejaVu file shipped with matplotlib
 }
 ACCENT, INK, GREY, RULE = (28, 74, 120), (30, 30, 30), (110, 110, 110), (200, 200, 200)
 CODE_BG, NOTE_BG, NOTE_EDGE = (246, 246, 241), (255, 246, 222), (214, 150, 40)
+TRAINED = (0, 128, 60)  # the tokens a loss mask trains on
+SPAN_STYLES = {"prompt": ("serif", "B", INK), "text": ("serif", "", INK), "trained": ("mono", "B", TRAINED),
+               "untrained": ("mono", "", GREY)}  # kind of a piece of text -> font family, style, colour
 CODE_COLOURS = {"keyword": (0, 70, 160), "comment": (90, 120, 90), "string": (150, 60, 20), "text": (25, 25, 25)}
 BOX_COLOURS = {"embed": (222, 235, 247), "norm": (240, 240, 240), "attn": (253, 224, 200), "mlp": (214, 239, 214),
                "add": (255, 255, 255), "head": (230, 222, 245), "io": (255, 255, 255)}
@@ -360,21 +363,26 @@ class Book:
         pdf.set_xy(pdf.l_margin, y + height + 3)
 
     def sample(self, prompt: str, text: str, label: str) -> None:
-        """A model sample under a small "prompt: label" line: the prompt in bold, the continuation in regular type,
-        line breaks kept, a short rule after."""
+        """A model sample under a small "prompt: label" line: the prompt in bold, the continuation in regular type."""
+        continuation = text[len(prompt):] if text.startswith(prompt) else text
+        self.spans([(prompt, "prompt"), (continuation, "text")], f"prompt: {label}")
+
+    def spans(self, pieces: list[tuple[str, str]], label: str) -> None:
+        """Text made of (text, kind) pieces, each set in its SPAN_STYLES look, line breaks kept, under a small label
+        line, a short rule after: a sample (prompt, continuation) or a loss mask (trained, untrained tokens)."""
         pdf = self.pdf
         self.need(24)
         pdf.set_font("sans", "I", 7.5)
         pdf.set_text_color(*GREY)
-        pdf.cell(pdf.epw, 4.5, f"prompt: {label}", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
-        pdf.set_text_color(*INK)
-        continuation = text[len(prompt):] if text.startswith(prompt) else text
+        pdf.cell(pdf.epw, 4.5, label, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
         with pdf.text_columns(text_align=Align.L, line_height=1.3) as cols:
             with cols.paragraph(bottom_margin=2) as p:
-                pdf.set_font("serif", "B", 9.5)
-                p.write(prompt)
-                pdf.set_font("serif", "", 9.5)
-                p.write(continuation)
+                for text, kind in pieces:
+                    family, style, colour = SPAN_STYLES[kind]
+                    pdf.set_font(family, style, 9.5 if family == "serif" else 8.5)
+                    pdf.set_text_color(*colour)
+                    p.write(text)
+        pdf.set_text_color(*INK)
         pdf.set_draw_color(*RULE)
         pdf.line(pdf.l_margin + pdf.epw / 3, pdf.get_y() + 1, pdf.l_margin + 2 * pdf.epw / 3, pdf.get_y() + 1)
         pdf.ln(5)

@@ -6,6 +6,7 @@ back it, never how they look (pdf.py). What a run lacks is said in a note where 
 from scratchllm.report.chapters import (
     attention,
     block,
+    finetuning,
     glance,
     samples,
     scaling,
@@ -14,6 +15,6 @@ from scratchllm.report.chapters import (
     troubleshooting,
 )
 
-CHAPTERS = (glance, tokenization, attention, block, training, scaling, samples, troubleshooting)
+CHAPTERS = (glance, tokenization, attention, block, training, scaling, samples, finetuning, troubleshooting)
 CHAPTER_TITLES = tuple(chapter.TITLE for chapter in CHAPTERS)
 BOOK_TITLE = glance.BOOK_TITLE

@@ -93,12 +93,12 @@ def write(book: Book, run: RunSummary) -> None:
               "came next gets a higher probability; sampling from those probabilities, one token at a time, writes "
               "text. This guide walks that path in the order the code runs it: text becomes tokens (chapter 2), "
               "tokens look at each other through attention (chapter 3) inside Transformer blocks (chapter 4), the "
-              "weights are trained (chapters 5 and 6), the model writes (chapter 7), and when something goes "
-              "wrong, chapter 8 says what to look at.")
+              "weights are trained (chapters 5 and 6), the model writes (chapter 7) and learns to answer questions "
+              "(chapter 8), and when something goes wrong, chapter 9 says what to look at.")
     book.table(["", "this run"], [list(f) for f in facts(run)], "The run in six lines.", "facts")
     status = run.summary.get("status")
     if status and status != "completed":
-        book.note(f"This run ended as “{status}”. " + str(run.summary.get("advice") or "See chapter 8 for what "
+        book.note(f"This run ended as “{status}”. " + str(run.summary.get("advice") or "See chapter 9 for what "
                   "the doctor found."), "The run did not complete")
     _bits_per_byte(book, run)
     _about(book)

@@ -1,0 +1,103 @@
+"""The guide's chapter "Teaching it to answer", from REAL finetune run folders: a tiny base run (the `tiny` preset,
+20 steps), finetuned for 30 steps on 40 number-word answers into the base run's chat/ folder, where the quickstart
+puts its finetune. The chapter is built from the finetune's own folder and from the base run's (which then tells
+its chat stage), and says what a folder lacks instead of failing."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+
+import pytest
+from pypdf import PdfReader
+
+from scratchllm.config import load_config
+from scratchllm.finetune import finetune
+from scratchllm.report import CHAPTER_TITLES, build_report
+from scratchllm.report.chapters.finetuning import TITLE, accuracy_rows, mask_pieces
+from scratchllm.report.collect import collect_finetune
+from scratchllm.report.pdf import TRAINED
+from scratchllm.train import train
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, shakespeare_text):
+    folder = tmp_path_factory.mktemp("report_ft")
+    corpus = folder / "tiny.txt"
+    corpus.write_text(shakespeare_text[:20_000], encoding="utf-8")
+    cfg = load_config("tiny", [f"data.corpus={corpus}", "train.max_steps=20", "train.sample_tokens=8",
+                               "model.block_size=64", "train.device=cpu"])
+    train(cfg, folder / "base", progress=False)
+    data = folder / "qa.jsonl"
+    rows = [{"instruction": f"Say the number {i} in words.", "output": w}
+            for i, w in enumerate(["zero", "one", "two", "three", "four", "five", "six", "seven"] * 5)]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    qa_eval = finetune(folder / "base", str(data), folder / "base" / "chat", minutes=5, eval_questions=4,
+                       overrides=["train.batch_size=4", "train.max_steps=30", "train.device=cpu"],
+                       progress=False)["qa_eval"]
+    return folder / "base", folder / "base" / "chat", qa_eval
+
+
+def _chapter(pdf) -> str:
+    """The text of the finetuning chapter, whitespace removed."""
+    text = re.sub(r"\s+", "", "\n".join(page.extract_text() for page in PdfReader(pdf).pages))
+    start = text.index("CHAPTER8" + re.sub(r"\s+", "", TITLE))
+    return text[start:text.index("CHAPTER9")]
+
+
+def test_chapter_is_registered_before_troubleshooting():
+    assert CHAPTER_TITLES[-2:] == (TITLE, "Troubleshooting")
+
+
+def test_finetune_run_guide_tells_template_mask_loss_accuracy_and_answers(runs, tmp_path):
+    _, chat, qa_eval = runs
+    pdf = build_report(chat, tmp_path / "guide.pdf", bench_dir=tmp_path)
+    chapter = _chapter(pdf)
+    for expected in ("<|user|>", "<|assistant|>", "<|end|>", "Thelossmask", "Figure8.1", "Baseagainstfinetuned",
+                     "95%(Wilson)", "Answersbeforeandafter"):
+        assert expected in chapter
+    for row in accuracy_rows(qa_eval):  # every cell of the accuracy table, from qa_eval.json
+        assert re.sub(r"\s+", "", "".join(row)) in chapter
+    for example in qa_eval["examples"]:
+        assert re.sub(r"\s+", "", example["question"]) in chapter
+    colour = " ".join(f"{c / 255:.4f}".rstrip("0").rstrip(".") for c in TRAINED) + " rg"
+    pages = [p.get_contents().get_data() for p in PdfReader(pdf).pages]
+    assert any(colour.encode() in page for page in pages)  # the trained tokens are set in their own colour
+
+
+def test_mask_pieces_train_exactly_the_answer_and_its_end(runs):
+    _, chat, _ = runs
+    pieces = mask_pieces(collect_finetune(chat))
+    assert [text for text, kind in pieces if kind == "trained"] == ["one<|end|>"]
+    assert "".join(text for text, _ in pieces) == "<|endoftext|><|user|>Say the number 1 in words.<|end|>" \
+                                                  "<|assistant|>one<|end|>"
+
+
+def test_base_run_guide_tells_its_chat_stage(runs, tmp_path):
+    """The quickstart's layout: the base run's guide finds chat/ and tells that finetune in chapter 8."""
+    base, _, qa_eval = runs
+    chapter = _chapter(build_report(base, tmp_path / "guide.pdf", bench_dir=tmp_path))
+    assert "Answersbeforeandafter" in chapter and "".join(accuracy_rows(qa_eval)[-1]).replace(" ", "") in chapter
+
+
+def test_a_finetune_folder_missing_its_evaluation_and_mask_data_says_so(runs, tmp_path):
+    _, chat, _ = runs
+    broken = tmp_path / "chat"
+    shutil.copytree(chat, broken)
+    (broken / "qa_eval.json").unlink()
+    config = json.loads((broken / "config.json").read_text())
+    config["data"]["corpus"] = str(tmp_path / "gone.jsonl")
+    (broken / "config.json").write_text(json.dumps(config))
+    chapter = _chapter(build_report(broken, tmp_path / "guide.pdf", bench_dir=tmp_path))
+    assert "Thelossmaskcannotbeshown" in chapter and "qa_eval.jsonismissing" in chapter
+
+
+def test_a_run_without_finetune_shows_the_template_and_how_to_make_one(runs, tmp_path):
+    base, _, _ = runs
+    plain = tmp_path / "plain"
+    shutil.copytree(base, plain, ignore=shutil.ignore_patterns("chat"))
+    chapter = _chapter(build_report(plain, tmp_path / "guide.pdf", bench_dir=tmp_path))
+    assert "<|assistant|>" in chapter and "Thisrunhasnofinetune" in chapter and "scratchllmfinetune" in chapter
