@@ -1,5 +1,6 @@
 """The export folder's README.md: a Hugging Face model card saying what the model is, which run made it, its
-bits per byte (the run folder's summary.json, when there is one) and how to load it with transformers.
+bits per byte (the run folder's summary.json, when there is one) and how to load it with transformers (a chat
+model: how to prompt it through its chat template).
 
 It only writes text from the model, its family and the run folder; it converts nothing.
 """
@@ -49,26 +50,34 @@ def _run_rows(run: Path | None) -> list[str]:
     return rows
 
 
-def _usage(folder: str, has_hf_tokenizer: bool) -> str:
+def _usage(folder: str, has_hf_tokenizer: bool, chat: bool) -> str:
     if not has_hf_tokenizer:
         return ("```python\nimport torch\nfrom transformers import AutoModelForCausalLM\n\n"
                 f"model = AutoModelForCausalLM.from_pretrained({folder!r})\n"
                 "out = model.generate(torch.tensor([[0]]), max_new_tokens=100, do_sample=True)\n```\n\n"
                 "The tokenizer is not byte-level BPE, so it travels only as scratchllm's own file "
                 "(`scratchllm_tokenizer.json`): encode and decode with `scratchllm.tokenizer.load_tokenizer`.\n")
+    prompt = ('messages = [{"role": "user", "content": "Who killed Duncan?"}]\n'
+              "ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors=\"pt\", "
+              "return_dict=True).input_ids\n") if chat else 'ids = tokenizer("ROMEO:", return_tensors="pt").input_ids\n'
+    reply = "tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)" if chat else "tokenizer.decode(out[0])"
+    note = ("\nThe chat template renders turns as scratchllm does (`<|user|>...<|end|><|assistant|>`), and "
+            "`<|end|>` is the eos token, so generation stops at the end of the reply. Pass "
+            "`sanitize_control_tokens=True` when messages may hold text like `<|end|>`: scratchllm encodes it as "
+            "plain text.\n") if chat else ""
     return ("```python\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n\n"
             f"tokenizer = AutoTokenizer.from_pretrained({folder!r})\n"
-            f"model = AutoModelForCausalLM.from_pretrained({folder!r})\n"
-            'ids = tokenizer("ROMEO:", return_tensors="pt").input_ids\n'
+            f"model = AutoModelForCausalLM.from_pretrained({folder!r})\n" + prompt +
             "out = model.generate(ids, max_new_tokens=100, do_sample=True, temperature=0.8)\n"
-            "print(tokenizer.decode(out[0]))\n```\n")
+            f"print({reply})\n```\n" + note)
 
 
-def model_card(model: GPT, family: Family, folder: Path, source: Path | None, has_hf_tokenizer: bool) -> str:
-    """README.md for the export folder."""
+def model_card(model: GPT, family: Family, folder: Path, source: Path | None, has_hf_tokenizer: bool,
+               chat: bool) -> str:
+    """README.md for the export folder; a chat model's shows apply_chat_template."""
     rows = ["| | |", "|---|---|", f"| architecture | `{family.architecture}` (model_type `{family.model_type}`) |",
             f"| shape | {_shape(model)} |", f"| parameters | {model.num_params():,} |", *_run_rows(find_run(source))]
     return ("---\nlibrary_name: transformers\npipeline_tag: text-generation\ntags:\n- scratchllm\n---\n\n"
             f"# {folder.name}\n\nA small decoder-only transformer trained from scratch with scratchllm and exported "
             f"to the Hugging Face `{family.model_type}` family, which computes the same function (equal logits).\n\n"
-            + "\n".join(rows) + "\n\n## Load it\n\n" + _usage(str(folder), has_hf_tokenizer))
+            + "\n".join(rows) + "\n\n## Load it\n\n" + _usage(str(folder), has_hf_tokenizer, chat))

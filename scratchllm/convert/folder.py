@@ -1,8 +1,9 @@
 """Export a GPT to a Hugging Face folder and import one back: config.json, model.safetensors, the tokenizer and a
 model card, written and read without importing transformers (plain JSON and safetensors; no pickle is read).
 
-families.py picks the family, gpt2.py and llama.py map config and weights, card.py writes README.md; this module
-owns the folder: which files, in which order (config.json last), and what an import accepts.
+families.py picks the family, gpt2.py and llama.py map config and weights, chat_template.py gives a finetuned
+model's turns to transformers, card.py writes README.md; this module owns the folder: which files, in which order
+(config.json last), and what an import accepts.
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ from safetensors.torch import save as save_safetensors
 from scratchllm.config import InputError, atomic_write_bytes, atomic_write_text, write_json
 from scratchllm.convert import gpt2, llama, neox
 from scratchllm.convert.card import model_card
+from scratchllm.convert.chat_template import END, is_chat_tokenizer, jinja_template
 from scratchllm.convert.families import Family, family_for, family_of
 from scratchllm.model import GPT, GPTConfig
 from scratchllm.tokenizer import RegexTokenizer, Tokenizer, load_tokenizer
-from scratchllm.tokenizer.hf_export import export_hf_folder
+from scratchllm.tokenizer.hf_export import export_hf as export_hf_tokenizer
+from scratchllm.tokenizer.hf_export import tokenizer_config
 
 OUR_TOKENIZER = "scratchllm_tokenizer.json"  # our own file, beside HF's: import-hf restores it exactly
 
@@ -44,22 +47,42 @@ def _check_tokenizer(model: GPT, tokenizer: Tokenizer | None, chat_template: str
         raise InputError("a chat template needs a byte-level BPE tokenizer (it goes into tokenizer_config.json)")
 
 
+def _write_hf_tokenizer(tokenizer: RegexTokenizer, out_dir: Path, model_max_length: int,
+                        chat_template: str | None) -> None:
+    """tokenizer.json + tokenizer_config.json; a chat tokenizer's config gets <|end|> as its eos (bos stays
+    <|endoftext|>), so generation stops at the end of a turn."""
+    export_hf_tokenizer(tokenizer, out_dir / "tokenizer.json")
+    config = tokenizer_config(tokenizer, model_max_length, chat_template)
+    if is_chat_tokenizer(tokenizer):
+        config["eos_token"] = END
+        config["extra_special_tokens"] = [s for s in tokenizer.special_tokens if s not in (END, config["bos_token"])]
+    write_json(out_dir / "tokenizer_config.json", config)
+
+
 def export_hf(model: GPT, out_dir: str | os.PathLike, tokenizer: Tokenizer | None = None,
               source: str | os.PathLike | None = None, chat_template: str | None = None) -> Path:
     """Write a folder that transformers' AutoModelForCausalLM.from_pretrained loads: config.json, model.safetensors
     and README.md; a byte-level BPE tokenizer also as tokenizer.json + tokenizer_config.json (AutoTokenizer), and
-    every tokenizer as our own file. `source` (the run or checkpoint folder) feeds the model card."""
+    every tokenizer as our own file. `source` (the run or checkpoint folder) feeds the model card.
+
+    A tokenizer with the chat tokens (a finetuned run) brings its chat template (chat_template.py) unless one is
+    given, and makes <|end|> the eos of config.json and the tokenizer."""
     out_dir = Path(out_dir)
+    hf_tokenizer = isinstance(tokenizer, RegexTokenizer)
+    if is_chat_tokenizer(tokenizer) and hf_tokenizer and chat_template is None:
+        chat_template = jinja_template(tokenizer)
     _check_tokenizer(model, tokenizer, chat_template)
-    eos = tokenizer.special_tokens.get("<|endoftext|>") if tokenizer is not None else None
-    family, hf_config, tensors = to_hf(model, eos)
+    specials = tokenizer.special_tokens if tokenizer is not None else {}
+    family, hf_config, tensors = to_hf(model, specials.get("<|endoftext|>"))
+    if is_chat_tokenizer(tokenizer):
+        hf_config["eos_token_id"] = specials[END]
     atomic_write_bytes(out_dir / "model.safetensors", save_safetensors(tensors, {"format": "pt"}))
     if tokenizer is not None:
         tokenizer.save(out_dir / OUR_TOKENIZER)
-    hf_tokenizer = isinstance(tokenizer, RegexTokenizer)
     if hf_tokenizer:
-        export_hf_folder(tokenizer, out_dir, model.config.block_size, chat_template)
-    card = model_card(model, family, out_dir, Path(source) if source is not None else None, hf_tokenizer)
+        _write_hf_tokenizer(tokenizer, out_dir, model.config.block_size, chat_template)
+    card = model_card(model, family, out_dir, Path(source) if source is not None else None, hf_tokenizer,
+                      chat_template is not None)
     atomic_write_text(out_dir / "README.md", card)
     write_json(out_dir / "config.json", hf_config)
     return out_dir
