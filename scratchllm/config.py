@@ -299,6 +299,23 @@ class TrainConfig:
     validation text with repeated words in it (probe.py chooses it)."""
 
 
+RECIPE_MODES = ("auto", "fixed")
+
+
+@dataclass
+class RecipeConfig:
+    """Whether the budget-aware recipe (recipe.py) sets the run, and its record of why."""
+
+    mode: str = "auto"
+    """How `scratchllm speedrun` and `quickstart` (the commands that own a wall-clock budget) set a run: "auto"
+    measures this machine first and chooses the shape among the speedrun shapes (when the preset's shape is one
+    of them), the weight decay from the passes over the data and the warm-down (recipe.py); "fixed" trains the
+    settings as given. `scratchllm train` always trains the settings as given."""
+    why: dict | None = None
+    """Written by the auto recipe, not by hand: the tokens/s it measured per shape, the steps, tokens and passes
+    it predicted, and the rule behind each value it set (None when nothing was chosen)."""
+
+
 @dataclass
 class RunConfig:
     """Everything one run needs; saved resolved as the run folder's config.json."""
@@ -311,6 +328,8 @@ class RunConfig:
     """Which tokenizer to train or load."""
     train: TrainConfig = field(default_factory=TrainConfig)
     """Optimizer, schedule, precision, evaluation and checkpointing."""
+    recipe: RecipeConfig = field(default_factory=RecipeConfig)
+    """Whether a budgeted command chooses settings from this machine's measured speed, and why it chose them."""
 
 
 def validate(cfg: RunConfig) -> RunConfig:
@@ -335,6 +354,8 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise InputError(f"data.mask must be assistant or all; got {cfg.data.mask!r}")
     if t.schedule not in SCHEDULES:
         raise InputError(f"train.schedule must be one of {', '.join(SCHEDULES)}; got {t.schedule!r}")
+    if cfg.recipe.mode not in RECIPE_MODES:
+        raise InputError(f"recipe.mode must be one of {', '.join(RECIPE_MODES)}; got {cfg.recipe.mode!r}")
     if not 0 <= t.warmdown_frac <= 1:
         raise InputError(f"train.warmdown_frac must be in [0, 1]; got {t.warmdown_frac}")
     return cfg

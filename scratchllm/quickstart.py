@@ -15,6 +15,7 @@ from scratchllm.config import RunConfig, load_preset
 from scratchllm.data import load_corpus
 from scratchllm.doctor import diagnose_run
 from scratchllm.finetune import BUILTIN, FROM_CORPUS, finetune
+from scratchllm.recipe import apply_recipe
 from scratchllm.report import build_report
 from scratchllm.runfolder import SAMPLES, read_jsonl_lenient
 from scratchllm.tokenizer.compare import compare_tokenizers, write_comparison
@@ -35,9 +36,13 @@ def _say(message: str) -> None:
     print(f"[quickstart] {message}", file=sys.stderr, flush=True)
 
 
-def quickstart_config(corpus: str = "shakespeare", minutes: float = 8.0, preset: str = DEFAULT_PRESET) -> RunConfig:
-    """The preset's recipe, pointed at `corpus`, with training fitted to `minutes` of wall clock in all."""
+def quickstart_config(corpus: str = "shakespeare", minutes: float = 8.0, preset: str = DEFAULT_PRESET,
+                      recipe: str | None = None) -> RunConfig:
+    """The preset's recipe, pointed at `corpus`, with training fitted to `minutes` of wall clock in all; `recipe`
+    ("auto" or "fixed") replaces the preset's recipe.mode. The auto recipe is applied by `quickstart`, since it
+    measures the machine."""
     cfg = load_preset(preset)
+    cfg.recipe.mode = recipe or cfg.recipe.mode
     cfg.data.corpus = corpus
     cfg.train.max_minutes = max(0.1, (minutes - AFTER_TRAINING_S / 60) * (1 - FINETUNE_SHARE))
     cfg.train.max_steps = 0  # no step limit: the wall-clock budget ends the run
@@ -68,12 +73,20 @@ def _answer(run_dir: Path, corpus: str, minutes: float) -> None:
 
 
 def quickstart(corpus: str = "shakespeare", minutes: float = 8.0, out_dir: str | Path = "runs/quickstart",
-               preset: str = DEFAULT_PRESET) -> Path:
-    """Run the whole pipeline into `out_dir` and return the path of the PDF guide."""
+               preset: str = DEFAULT_PRESET, recipe: str | None = None) -> Path:
+    """Run the whole pipeline into `out_dir` and return the path of the PDF guide. By default the budget-aware
+    recipe first measures this machine and sets the preset's shape, weight decay and warm-down for the budget
+    (recipe="fixed" trains the preset as it is)."""
     started = time.monotonic()
     run_dir = Path(out_dir)
     text = load_corpus(corpus).text  # a missing corpus fails here, before anything is written
-    cfg = quickstart_config(corpus, minutes, preset)
+    cfg = quickstart_config(corpus, minutes, preset, recipe)
+    if cfg.recipe.mode == "auto":
+        _say("measuring this machine's training speed to choose the recipe")
+        cfg = apply_recipe(cfg)
+        chosen = cfg.recipe.why["chosen"]
+        _say(f"recipe: {chosen['shape']}, weight decay {cfg.train.weight_decay:g} ({chosen['steps']} steps, "
+             f"{chosen['passes']:.1f} passes predicted)")
     _say(f"training {preset} on {corpus} for up to {cfg.train.max_minutes:.1f} min -> {run_dir}")
     summary = train(cfg, run_dir)
     _say(f"val {summary['final_val_bpb']:.3f} bits/byte after {summary['steps']} steps")

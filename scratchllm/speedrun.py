@@ -4,7 +4,9 @@ What is its own here is the race, not the training: the split (the first 1,115,3
 as nanoGPT's Shakespeare), the holdout (the corpus's last 10%, never used for a choice), and the score (exact bits
 per byte over every held-out byte). The training is `train()`'s, with a preset from configs/ (speedrun-1min.yaml,
 speedrun-5min.yaml: a "wsd" schedule that ends at its floor when the clock does, evaluations left out of the
-budget), so `scratchllm train --preset speedrun-5min` and `scratchllm speedrun --minutes 5` run the same thing.
+budget), so `scratchllm train --preset speedrun-5min` and `scratchllm speedrun --minutes 5` run the same thing
+with `--set recipe.mode=fixed`; by default the speedrun first lets the budget-aware recipe (recipe.py) measure this
+machine and choose the shape, weight decay and warm-down the budget suits.
 It does not own the baseline it is judged against (benchmarks/nanogpt_baseline.py).
 """
 
@@ -22,6 +24,7 @@ from scratchllm.data import DOC_SEPARATOR, Corpus, load_corpus, split_corpus
 from scratchllm.device import autocast, resolve_device, resolve_dtype
 from scratchllm.evaluate import contiguous_batches, score, token_byte_lengths
 from scratchllm.metrics import peak_rss_mb
+from scratchllm.recipe import CHOSEN, apply_recipe
 from scratchllm.runfolder import CONFIG, METRICS, read_json, read_jsonl
 from scratchllm.train import train
 
@@ -39,12 +42,17 @@ def load_speedrun_preset(minutes: float, overrides: list[str] = ()) -> RunConfig
 
 def load_speedrun_config(path: str | Path, overrides: list[str] = ()) -> RunConfig:
     """A speedrun recipe: any train() YAML, then overrides. The corpus, its prefix and the budget come from the
-    race's own arguments, so overriding them is an InputError rather than a setting silently replaced."""
-    for item in overrides:
-        key = item.split("=", 1)[0].strip()
+    race's own arguments, so overriding them is an InputError rather than a setting silently replaced; so is
+    overriding what the auto recipe chooses (recipe.CHOSEN), unless recipe.mode=fixed is set too."""
+    keys = [item.split("=", 1)[0].strip() for item in overrides]
+    for key in keys:
         if key in SET_BY_THE_RACE:
             raise InputError(f"the speedrun sets {key} itself (from --minutes, --corpus and --full); drop --set {key}")
     cfg = load_config(str(path), overrides)
+    for key in keys:
+        if cfg.recipe.mode == "auto" and key in CHOSEN:
+            raise InputError(f"the auto recipe chooses {key} from this machine's speed; add --set recipe.mode=fixed "
+                             f"to set it yourself")
     if cfg.tokenizer.type != "bpe":
         raise InputError(f"the speedrun trains a BPE tokenizer; got tokenizer.type {cfg.tokenizer.type!r}")
     return cfg
@@ -85,10 +93,11 @@ def speedrun(minutes: float, config: RunConfig | None = None, corpus: str = "sha
              progress: bool = False) -> dict:
     """Train the speedrun recipe for `minutes` of training time on the race's split of `corpus` (into `out_dir`,
     a temporary folder when None); return the report: val and holdout bits/byte, tokens/s, MFU, steps, params,
-    peak memory, the val curve and the recipe."""
+    peak memory, the val curve and the recipe (with recipe.why when the auto recipe chose it, which measures this
+    machine before the clock starts)."""
     if minutes <= 0:
         raise InputError(f"speedrun needs a positive number of minutes; got {minutes}")
-    cfg = race_config(config or load_speedrun_preset(minutes), minutes, corpus, prefix_chars)
+    cfg = apply_recipe(race_config(config or load_speedrun_preset(minutes), minutes, corpus, prefix_chars))
     with tempfile.TemporaryDirectory(prefix="speedrun-") as tmp:
         run_dir = Path(out_dir or tmp)
         summary = train(cfg, run_dir, progress=progress)

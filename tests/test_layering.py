@@ -15,8 +15,8 @@ LAYERS = {
     "generate": 3, "doctor": 3, "sft_data": 3, "qa": 3,
     "session": 4, "assistant": 4,
     "train": 5,
-    "viz": 6, "lr_find": 6, "speedrun": 6, "finetune": 6,
-    "report": 7,
+    "viz": 6, "lr_find": 6, "recipe": 6, "finetune": 6,
+    "report": 7, "speedrun": 7,
     "quickstart": 8, "serve": 8,
     "cli": 9,
 }

@@ -1,0 +1,205 @@
+"""The budget-aware recipe: measure what this machine trains per second, then choose the run that fits the budget.
+
+A fixed preset is tuned for one machine's pace: five minutes buy ~1,000 steps of speedrun-5min on a 2-core EPYC
+but ~2,100 on a 2-core Xeon with AMX, where the same weight decay let the model overfit the 1.1 MB split. So before
+the clock starts, `measure` times a few real training steps of each candidate shape (the real model, autocast and
+optimizer step), and `choose`, a pure function of (tokens/s, budget, training tokens), picks the shape, the
+weight decay from the passes over the data, and the warm-down. `apply_recipe` is the one call speedrun and
+quickstart make; it records what it measured and why in the config (`recipe.why`, saved in config.json).
+It owns no loop (train.py) and no setting (config.py); the measurements behind each constant: benchmarks/SPEEDRUN.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import time
+from dataclasses import dataclass
+
+import torch
+
+from scratchllm.config import RunConfig, apply_overrides, validate
+from scratchllm.data import load_corpus, split_corpus
+from scratchllm.device import autocast, resolve_device, resolve_dtype
+from scratchllm.optim import make_optimizer
+from scratchllm.session import build_model
+from scratchllm.tokenizer import build_tokenizer
+from scratchllm.train import train_step
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A model shape with the batch, context and learning rate it was tuned with (they travel together)."""
+
+    name: str
+    n_layer: int
+    n_head: int
+    n_embd: int
+    block_size: int
+    batch_size: int
+    lr: float
+    min_lr: float
+    tie_weights: bool
+
+    def overrides(self) -> dict[str, object]:
+        return {"model.n_layer": self.n_layer, "model.n_head": self.n_head, "model.n_embd": self.n_embd,
+                "model.block_size": self.block_size, "model.tie_weights": self.tie_weights,
+                "train.batch_size": self.batch_size, "train.lr": self.lr, "train.min_lr": self.min_lr}
+
+
+# Smallest first. 4x192 at context 256 is speedrun-1min's shape, 3x256 at 128 x 32 speedrun-5min's; 3x320 tied
+# 3x256 at ~2,100 steps on the faster machine (2.041 vs 2.037) and lost at ~1,000 on the EPYC. All step 4,096 tokens.
+SHAPES = (
+    Shape("4x192", 4, 4, 192, 256, 16, 3e-3, 1.5e-4, False),
+    Shape("3x256", 3, 4, 256, 128, 32, 2e-3, 1e-4, True),
+    Shape("3x320", 3, 4, 320, 128, 32, 2e-3, 1e-4, True),
+)
+MIN_STEPS = 800
+"""A larger shape is chosen only when the budget buys it this many optimizer steps: 3x256 won at ~1,000 steps (5
+minutes, EPYC) and 3x320 lost at ~600 there, but tied at ~1,400 (the faster machine)."""
+WD_PER_PASS = 0.2
+"""Weight decay per pass over the training split: wd 2 was best at ~8-10 passes (EPYC), wd 4 at ~17-20 (Xeon)."""
+WD_RANGE = (0.1, 6.0)
+"""Clamp of the passes-derived weight decay: 0.1 is GPT-2's (few passes, nothing to regularise); wd 8 lost badly
+at 17 passes (2.137 vs 2.036), so the rule never goes that far."""
+WARMDOWN_FRAC = 0.5
+"""Share of the budget the LR falls over: 0.7 tied 0.5 at ~17 passes; nothing measured argues for moving it."""
+CHOSEN = ("train.weight_decay", "train.warmdown_frac", "recipe.why")
+"""Keys the auto recipe always sets (the shape only when the config's shape is a candidate): a --set of them
+would be silently replaced, so the speedrun refuses it unless recipe.mode is "fixed"."""
+COMPILE_SPEEDUP = 1.2
+"""Compiled regions' tokens/s over eager (EPYC: 362 vs 434 ms a step); `measure` times eager steps, since one
+compilation per candidate would cost ~24 s each."""
+COMPILE_S = 24.0
+"""Seconds of the budget the first compiled step spends compiling (EPYC, empty inductor cache)."""
+
+
+@dataclass
+class Recipe:
+    """What `choose` picked: the settings as dotted keys, and the record of why."""
+
+    overrides: dict[str, object]
+    why: dict
+
+
+def weight_decay_for(passes: float) -> float:
+    """The passes-derived weight decay, clamped to WD_RANGE. Example: 10 passes -> 2.0, 20 -> 4.0, 1 -> 0.2."""
+    low, high = WD_RANGE
+    return round(min(high, max(low, WD_PER_PASS * passes)), 3)
+
+
+def predict(tokens_per_s: float, seconds: float, tokens_per_step: int, data_tokens: float, compiled: bool) -> dict:
+    """What a budget buys one shape: compiled runs step COMPILE_SPEEDUP faster after COMPILE_S of compiling.
+    Example: 10,000 tokens/s, 100 s eager, 4,096 a step, 500,000 in the split -> 1e6 tokens, 244 steps, 2 passes."""
+    rate = tokens_per_s * (COMPILE_SPEEDUP if compiled else 1.0)
+    train_s = max(0.0, seconds - (COMPILE_S if compiled else 0.0))
+    tokens = rate * train_s
+    return {"tokens_per_s": tokens_per_s, "tokens": tokens, "steps": int(tokens // tokens_per_step),
+            "passes": tokens / data_tokens}
+
+
+def choose(tokens_per_s: dict[str, float], seconds: float, data_tokens: float, shapes=SHAPES,
+           compiled: bool = False, grad_accum: int = 1) -> Recipe:
+    """The rule, a pure function of the measurements (`tokens_per_s` per shape name), the budget and the training
+    split's size in tokens: the largest shape that makes MIN_STEPS (else the smallest), weight decay WD_PER_PASS
+    x its passes (clamped to WD_RANGE), warm-down WARMDOWN_FRAC."""
+    runs = {s.name: predict(tokens_per_s[s.name], seconds, s.batch_size * s.block_size * grad_accum, data_tokens,
+                            compiled) for s in shapes}
+    fits = [s for s in shapes if runs[s.name]["steps"] >= MIN_STEPS]
+    shape = fits[-1] if fits else shapes[0]
+    run = runs[shape.name]
+    wd = weight_decay_for(run["passes"])
+    because = {
+        "shape": ("the config's own shape, kept (not one of the candidates)" if len(shapes) == 1 else
+                  f"{shape.name}: the largest shape making >= {MIN_STEPS} steps ({run['steps']})" if fits else
+                  f"{shape.name}: no shape makes {MIN_STEPS} steps, so the smallest"),
+        "train.weight_decay": f"{WD_PER_PASS} x {run['passes']:.2f} passes, clamped to {list(WD_RANGE)}",
+        "train.warmdown_frac": f"fixed at {WARMDOWN_FRAC}: 0.7 tied it at ~17 passes",
+    }
+    overrides = {**shape.overrides(), "train.weight_decay": wd, "train.warmdown_frac": WARMDOWN_FRAC}
+    why = {"seconds": seconds, "data_tokens": data_tokens, "compiled": compiled, "shapes": runs,
+           "chosen": {"shape": shape.name, **run}, "because": because}
+    return Recipe(overrides, why)
+
+
+def shape_of(cfg: RunConfig) -> Shape:
+    """cfg's shape; named after the candidate it equals, else "as configured"."""
+    m, t = cfg.model, cfg.train
+    own = Shape("as configured", m.n_layer, m.n_head, m.n_embd, m.block_size, t.batch_size, t.lr, t.min_lr,
+                m.tie_weights)
+    same = [s for s in SHAPES if dataclasses.replace(s, name=own.name) == own]
+    return same[0] if same else own
+
+
+def candidates(cfg: RunConfig) -> tuple[Shape, ...]:
+    """Every candidate shape when cfg's shape is one of them (the speedrun presets'); otherwise cfg's own shape
+    alone (another preset, or a shape set by hand), which the recipe measures but keeps."""
+    own = shape_of(cfg)
+    return SHAPES if own in SHAPES else (own,)
+
+
+def with_shape(cfg: RunConfig, shape: Shape) -> RunConfig:
+    return with_overrides(cfg, shape.overrides())
+
+
+def with_overrides(cfg: RunConfig, overrides: dict[str, object]) -> RunConfig:
+    return validate(apply_overrides(cfg, [f"{key}={value!r}" for key, value in overrides.items()]))
+
+
+def measure(cfg: RunConfig, shapes=SHAPES, steps: int = 3) -> dict[str, dict]:
+    """Tokens/s of a few real optimizer steps of each shape (cfg's autocast, optimizer and vocab; random ids, as
+    speed does not depend on them): a warm-up step left out, then the median of `steps`. The shapes take their
+    steps in turn, so a burst of other work on a shared machine slows them alike. Eager."""
+    device = resolve_device(cfg.train.device)
+    dtype = resolve_dtype(cfg.train.dtype, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    runs = {shape.name: _step_of(with_shape(cfg, shape), device, dtype, scaler) for shape in shapes}
+    times = {name: [] for name in runs}
+    for _ in range(steps + 1):
+        for name, (step, _, _) in runs.items():
+            tick = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - tick)
+    result = {}
+    for name, (_, tokens, params) in runs.items():
+        step_s = statistics.median(times[name][1:])
+        result[name] = {"tokens_per_s": tokens / step_s, "step_ms": 1000 * step_s, "params": params}
+    return result
+
+
+def _step_of(run: RunConfig, device, dtype, scaler):
+    """(one real optimizer step of run's model on fixed random ids, tokens a step, parameters)."""
+    model, t = build_model(run, device), run.train
+    optimizer = make_optimizer(model, t, device)
+    ids = torch.randint(run.model.vocab_size, (t.batch_size, run.model.block_size + 1), device=device)
+    micro = [(ids[:, :-1], ids[:, 1:])] * t.grad_accum
+
+    def step():
+        train_step(model, optimizer, micro, t, t.lr, lambda: autocast(device, dtype), scaler)
+
+    return step, t.batch_size * run.model.block_size * t.grad_accum, model.num_params()
+
+
+def training_tokens(cfg: RunConfig) -> int:
+    """Tokens in the training split the run will read, from the tokenizer the run will train on it (0.2 s for
+    the 1 MB split, 0.6 s for the whole corpus; the run trains it again, as train() owns its tokenizer)."""
+    corpus = load_corpus(cfg.data.corpus).head(cfg.data.prefix_chars)
+    text = "\n\n".join(split_corpus(corpus, cfg.data.val_fraction)["train"])
+    return len(build_tokenizer(cfg.tokenizer, text).encode(text))
+
+
+def apply_recipe(cfg: RunConfig, steps: int = 3) -> RunConfig:
+    """cfg as the budget-aware recipe sets it, with recipe.why recording the measurements and the rule; cfg
+    unchanged when recipe.mode is "fixed". The budget is train.max_minutes (a clock-bounded run)."""
+    if cfg.recipe.mode == "fixed":
+        return cfg
+    shapes = candidates(cfg)
+    vocab = dataclasses.replace(cfg.model, vocab_size=cfg.tokenizer.vocab_size)
+    measured = measure(dataclasses.replace(cfg, model=vocab), shapes, steps)
+    data_tokens = training_tokens(cfg)
+    recipe = choose({name: m["tokens_per_s"] for name, m in measured.items()}, 60.0 * cfg.train.max_minutes,
+                    data_tokens, shapes, cfg.train.compile, cfg.train.grad_accum)
+    why = {**recipe.why, "threads": torch.get_num_threads(), "measured": measured,
+           "set": recipe.overrides}
+    chosen = with_overrides(cfg, recipe.overrides)
+    return dataclasses.replace(chosen, recipe=dataclasses.replace(chosen.recipe, why=why))
