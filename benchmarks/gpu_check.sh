@@ -15,8 +15,9 @@
 #               writes to a temporary file unless --out is given, so it never overwrites the GPU's result
 #   --out FILE  where the JSON goes (default benchmarks/results/gpu_check.json)
 # Settings (environment): GPU_CHECK_GPT2_STEPS (50), GPU_CHECK_GPT2_ACCUM (8: 131k tokens a step; the preset's 32
-# only adds optimizer-free micro-steps of the same shape), GPU_CHECK_SPEEDRUN_STEPS (100), and the parts' time
-# limits in seconds GPU_CHECK_TESTS_S (160), GPU_CHECK_GPT2_S (170), GPU_CHECK_SPEEDRUN_S (90).
+# would add more micro-batches of the same 16 x 1024 shape per optimizer step, 4x the time for the same tokens/s),
+# GPU_CHECK_SPEEDRUN_STEPS (100), and the parts' time limits in seconds GPU_CHECK_TESTS_S (160),
+# GPU_CHECK_GPT2_S (170), GPU_CHECK_SPEEDRUN_S (90).
 set -uo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
