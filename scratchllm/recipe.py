@@ -12,6 +12,7 @@ It owns no loop (train.py) and no setting (config.py); the measurements behind e
 from __future__ import annotations
 
 import dataclasses
+import os
 import statistics
 import time
 from dataclasses import dataclass
@@ -199,7 +200,7 @@ def apply_recipe(cfg: RunConfig, steps: int = 3) -> RunConfig:
     data_tokens = training_tokens(cfg)
     recipe = choose({name: m["tokens_per_s"] for name, m in measured.items()}, 60.0 * cfg.train.max_minutes,
                     data_tokens, shapes, cfg.train.compile, cfg.train.grad_accum)
-    why = {**recipe.why, "threads": torch.get_num_threads(), "measured": measured,
+    why = {**recipe.why, "threads": torch.get_num_threads(), "load_avg_1min": os.getloadavg()[0], "measured": measured,
            "set": recipe.overrides}
     chosen = with_overrides(cfg, recipe.overrides)
     return dataclasses.replace(chosen, recipe=dataclasses.replace(chosen.recipe, why=why))
