@@ -6,7 +6,8 @@ machine and chooses, in a fresh process with that many threads; then every confi
 for the budget in its own fresh process (empty inductor cache: compilation paid in full) and is scored on every val
 byte. The sweep varies one thing around the rule's choice and includes the choice itself:
   wd        the rule's weight decay x 0.5, 1, 2
-  shape     each candidate shape, with the weight decay the rule gives its own predicted passes
+  shape     each candidate shape and each preset shape the recipe replaces, with the weight decay the rule gives
+            its own predicted passes
   warmdown  warm-down fractions 0.3, 0.5, 0.7
 Regret = the rule's val bits/byte - the sweep's best. Points accumulate in the results file (a point run again
 replaces its old entry), so the grid can be filled a subset at a time.
@@ -44,15 +45,20 @@ def prefix_of(data: str) -> int | None:
 
 
 def rule_choice(minutes: float, threads: int, data: str) -> dict:
-    """The recipe's measurements and choice at this point (recipe.why)."""
+    """The recipe's measurements and choice at this point (recipe.why), and under "replaced" what the budget
+    would buy the preset shapes it replaces (measured the same way)."""
     import torch
 
-    from scratchllm.recipe import apply_recipe
+    from scratchllm.recipe import REPLACED, apply_recipe, measure, predict
     from scratchllm.speedrun import load_speedrun_preset, race_config
 
     torch.set_num_threads(threads)
     cfg = race_config(load_speedrun_preset(minutes), minutes, "shakespeare", prefix_of(data))
-    return apply_recipe(cfg).recipe.why
+    why = apply_recipe(cfg).recipe.why
+    measured = measure(cfg, REPLACED)
+    why["replaced"] = {s.name: predict(measured[s.name]["tokens_per_s"], why["seconds"], s.batch_size * s.block_size,
+                                       why["data_tokens"], why["compiled"]) for s in REPLACED}
+    return why
 
 
 def train_one(minutes: float, threads: int, data: str, overrides: dict, steps: int = 0) -> dict:
@@ -100,7 +106,7 @@ def in_fresh_process(fn, *args):
 
 def sweep_configs(why: dict, sweep: str) -> list[dict]:
     """The sweep's configs as {"name", "shape", "overrides"}; the one named "rule" is the rule's own choice."""
-    from scratchllm.recipe import SHAPES, WARMDOWN_FRAC, weight_decay_for
+    from scratchllm.recipe import REPLACED, SHAPES, WARMDOWN_FRAC, weight_decay_for
 
     chosen = why["set"]
     if sweep == "wd":
@@ -110,16 +116,17 @@ def sweep_configs(why: dict, sweep: str) -> list[dict]:
     if sweep == "warmdown":
         return [{"name": "rule" if w == chosen["train.warmdown_frac"] else f"warmdown {w:g}",
                  "shape": why["chosen"]["shape"], "overrides": {**chosen, "train.warmdown_frac": w}} for w in WARMDOWNS]
+    runs = {**why["shapes"], **why["replaced"]}
     return [{"name": "rule" if s.name == why["chosen"]["shape"] else s.name, "shape": s.name,
-             "overrides": {**s.overrides(), "train.weight_decay": weight_decay_for(why["shapes"][s.name]["passes"]),
-                           "train.warmdown_frac": WARMDOWN_FRAC}} for s in SHAPES]
+             "overrides": {**s.overrides(), "train.weight_decay": weight_decay_for(runs[s.name]["passes"]),
+                           "train.warmdown_frac": WARMDOWN_FRAC}} for s in SHAPES + REPLACED]
 
 
 def run_point(minutes: float, threads: int, data: str, sweep: str, clock: str) -> dict:
     why, load = in_fresh_process(rule_choice, minutes, threads, data)
     runs = []
     for config in sweep_configs(why, sweep):
-        steps = why["shapes"][config["shape"]]["steps"] if clock == "steps" else 0
+        steps = {**why["shapes"], **why["replaced"]}[config["shape"]]["steps"] if clock == "steps" else 0
         result, run_load = in_fresh_process(train_one, minutes, threads, data, config["overrides"], steps)
         runs.append({**config, **result, "load_avg_1min": run_load})
         print(f"  {config['name']:>12}: val {result['bpb']['val']:.4f}  holdout {result['bpb']['holdout']:.4f}  "
