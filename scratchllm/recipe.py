@@ -56,7 +56,7 @@ SHAPES = (
 )
 REPLACED = (Shape("4x192", 4, 4, 192, 256, 16, 3e-3, 1.5e-4, False),)
 """Preset shapes the recipe replaces by a candidate: speedrun-1min's 4x192 at context 256 x 16 lost to 3x256 by
-0.08 bits/byte at the same ~400 steps (1 minute's worth, 2 threads, EPYC; benchmarks/results/recipe_regret.json)."""
+0.07-0.08 bits/byte at the same ~400 steps (1 minute's worth, 2 threads, EPYC; benchmarks/results/recipe_regret.json)."""
 MIN_STEPS = 800
 """A larger shape is chosen only when the budget buys it this many optimizer steps: 3x256 won at ~1,000 steps (5
 minutes, EPYC) and 3x320 lost at ~600 there, but tied at ~1,400 (the faster machine)."""
@@ -150,9 +150,11 @@ def with_overrides(cfg: RunConfig, overrides: dict[str, object]) -> RunConfig:
 
 
 def measure(cfg: RunConfig, shapes=SHAPES, steps: int = 3) -> dict[str, dict]:
-    """Tokens/s of a few real optimizer steps of each shape (cfg's autocast, optimizer and vocab; random ids, as
-    speed does not depend on them): a warm-up step left out, then the median of `steps`. The shapes take their
-    steps in turn, so a burst of other work on a shared machine slows them alike. Eager."""
+    """Tokens/s of a few real optimizer steps of each shape (cfg's autocast and optimizer, the vocab of its
+    tokenizer; random ids, as speed does not depend on them): a warm-up step left out, then the median of
+    `steps`. The shapes take their steps in turn, so a burst of other work on a shared machine slows them alike.
+    Eager."""
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, vocab_size=cfg.tokenizer.vocab_size))
     device = resolve_device(cfg.train.device)
     dtype = resolve_dtype(cfg.train.dtype, device)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
@@ -197,8 +199,7 @@ def apply_recipe(cfg: RunConfig, steps: int = 3) -> RunConfig:
     if cfg.recipe.mode == "fixed":
         return cfg
     shapes = candidates(cfg)
-    vocab = dataclasses.replace(cfg.model, vocab_size=cfg.tokenizer.vocab_size)
-    measured = measure(dataclasses.replace(cfg, model=vocab), shapes, steps)
+    measured = measure(cfg, shapes, steps)
     data_tokens = training_tokens(cfg)
     recipe = choose({name: m["tokens_per_s"] for name, m in measured.items()}, 60.0 * cfg.train.max_minutes,
                     data_tokens, shapes, cfg.train.compile, cfg.train.grad_accum)
