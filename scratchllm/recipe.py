@@ -56,7 +56,7 @@ SHAPES = (
 )
 REPLACED = (Shape("4x192", 4, 4, 192, 256, 16, 3e-3, 1.5e-4, False),)
 """Preset shapes the recipe replaces by a candidate: speedrun-1min's 4x192 at context 256 x 16 lost to 3x256 by
-0.07-0.08 bits/byte at the same ~400 steps (1 minute's worth, 2 threads, EPYC; benchmarks/results/recipe_regret.json)."""
+0.07-0.08 bits/byte at the same ~400 steps (1 minute's worth, 2 threads, EPYC; results/recipe_regret.json)."""
 MIN_STEPS = 800
 """A larger shape is chosen only when the budget buys it this many optimizer steps: 3x256 won at ~1,000 steps (5
 minutes, EPYC) and 3x320 lost at ~600 there, but tied at ~1,400 (the faster machine)."""
