@@ -286,7 +286,7 @@ def _theme_questions(play: Play, rng: random.Random) -> list[Question]:
             if _usable(line):
                 for word in set(normalise(line).split()) & set(THEMES):
                     words[word].append(line)
-    return [Question("theme", f'Write a line of verse with the word "{word}", as in {play.title}.',
+    return [Question("theme", f"Write a line of verse with the word {word}, as in {play.title}.",
                      rng.choice(lines), f"{play.title}#theme#{word}", word) for word, lines in sorted(words.items())]
 
 
