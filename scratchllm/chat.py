@@ -10,6 +10,7 @@ a trained model's vocabulary for the new tokens. It owns no data files (sft_data
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import groupby
 
 import torch
 
@@ -146,20 +147,23 @@ def render_conversation(tokenizer: Tokenizer, messages: Sequence[Message], mask:
     return ids, [1] * len(ids) if mask == "all" else trained
 
 
+def mask_spans(tokenizer: Tokenizer, ids: Sequence[int], mask: Sequence[int]) -> list[tuple[str, bool]]:
+    """The runs of trained and untrained tokens, each decoded: [(text, trained), ...], neighbours alternating.
+
+    "<|user|>Hi<|end|><|assistant|>Yo<|end|>" with its mask -> [("<|user|>Hi<|end|><|assistant|>", False),
+    ("Yo<|end|>", True)]. A rendered conversation's runs change at turn tokens, so joined they decode the ids.
+    """
+    return [(tokenizer.decode([token for token, _ in run]), bool(trained))
+            for trained, run in groupby(zip(ids, mask, strict=True), key=lambda pair: bool(pair[1]))]
+
+
 def show_mask(tokenizer: Tokenizer, ids: Sequence[int], mask: Sequence[int], color: bool = True) -> str:
     """The rendered text with trained tokens marked: green on a terminal (color), else between « and ».
 
     "<|user|>Hi<|end|><|assistant|>Yo<|end|>" -> "<|user|>Hi<|end|><|assistant|>«Yo<|end|>»" without color.
     """
     on, off = ("\x1b[1;32m", "\x1b[0m") if color else ("«", "»")
-    pieces, current = [], []
-    for k, (token, trained) in enumerate(zip(ids, mask, strict=True)):
-        current.append(token)
-        if k + 1 == len(ids) or mask[k + 1] != trained:
-            text = tokenizer.decode(current)
-            pieces.append(f"{on}{text}{off}" if trained else text)
-            current = []
-    return "".join(pieces)
+    return "".join(f"{on}{text}{off}" if trained else text for text, trained in mask_spans(tokenizer, ids, mask))
 
 
 def render_prompt(tokenizer: Tokenizer, messages: Sequence[Message]) -> list[int]:

@@ -3,6 +3,8 @@ vocabulary grows without moving old ids, and a batch with nothing to train on gi
 
 from __future__ import annotations
 
+from itertools import groupby
+
 import pytest
 import torch
 from hypothesis import assume, given, settings
@@ -17,6 +19,7 @@ from scratchllm.chat import (
     conversation_text,
     grow_vocab,
     make_batch,
+    mask_spans,
     render_conversation,
     render_for_training,
     render_prompt,
@@ -182,6 +185,18 @@ def test_all_prompt_batch_gives_a_finite_zero_loss_and_zero_gradient(tok):
     loss.backward()
     assert torch.isfinite(loss) and loss.item() == 0.0
     assert all(p.grad is None or not p.grad.any() for p in model.parameters())
+
+
+@settings(max_examples=60, deadline=None)
+@given(conversation, st.sampled_from(["assistant", "all"]), st.integers(min_value=2, max_value=40))
+def test_mask_spans_join_to_the_decoded_ids_and_follow_the_mask(tok, messages, mask_name, max_len):
+    rendered, *_ = render_for_training(tok, [messages], max_len, mask_name)
+    for ids, mask in rendered or [render_conversation(tok, messages, mask_name)]:
+        spans = mask_spans(tok, ids, mask)
+        assert "".join(text for text, _ in spans) == tok.decode(ids)
+        assert [trained for _, trained in spans] == [bool(k) for k, _ in groupby(mask)]
+        assert all(text for text, _ in spans)
+    assert mask_spans(tok, [], []) == []
 
 
 @settings(max_examples=40, deadline=None)

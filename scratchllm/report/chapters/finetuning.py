@@ -7,9 +7,7 @@ A run with no finetune gets the template, built on its own tokenizer, and a note
 
 from __future__ import annotations
 
-from itertools import groupby
-
-from scratchllm.chat import ASSISTANT, CHAT_TOKENS, END, SYSTEM, USER, add_chat_tokens, render_for_training
+from scratchllm.chat import ASSISTANT, CHAT_TOKENS, END, SYSTEM, USER, add_chat_tokens, mask_spans, render_for_training
 from scratchllm.config import InputError
 from scratchllm.finetune import load_questions
 from scratchllm.report.collect import RunSummary
@@ -50,8 +48,7 @@ def mask_pieces(ft: RunSummary) -> list[tuple[str, str]]:
     if not rendered:
         raise InputError("its first training conversation does not fit the model's context")
     ids, mask = rendered[0]
-    return [(tokenizer.decode([i for i, _ in run]), "trained" if on else "untrained")
-            for on, run in groupby(zip(ids, mask, strict=True), key=lambda pair: pair[1])]
+    return [(text, "trained" if on else "untrained") for text, on in mask_spans(tokenizer, ids, mask)]
 
 
 def _mask(book: Book, ft: RunSummary) -> None:
