@@ -1,11 +1,12 @@
-"""Export a `BPETokenizer` as a Hugging Face `tokenizer.json` that `tokenizers.Tokenizer.from_file` loads, and as
-a folder (`tokenizer.json` + `tokenizer_config.json`) that `AutoTokenizer.from_pretrained` loads.
+"""Export a `BPETokenizer` as a Hugging Face `tokenizer.json` that `tokenizers.Tokenizer.from_file` loads, and the
+`tokenizer_config.json` beside it that `AutoTokenizer.from_pretrained` reads.
 
 The adapter owns only the translation: bytes -> GPT-2's printable byte-to-unicode alphabet, our split pattern as a
 `Split` pre-tokenizer followed by `ByteLevel(use_regex=False)`, and a merge list ordered like tiktoken's ranks
 (every split of each token into two tokens, ranked by the token's id, as transformers' TikTokenConverter does).
 A test proves HF encodes the corpus to the same ids. It writes JSON itself; the `tokenizers` package is not needed.
-The chat template (issue 18) is not made here: a caller that has one passes it through `export_hf_folder`.
+The chat template is not made here: convert/chat_template.py makes it, and convert/folder.py passes it to
+`tokenizer_config` when it writes a model folder.
 """
 
 from __future__ import annotations
@@ -13,9 +14,8 @@ from __future__ import annotations
 import json
 import os
 from functools import lru_cache
-from pathlib import Path
 
-from scratchllm.config import atomic_write_text, write_json
+from scratchllm.config import atomic_write_text
 from scratchllm.tokenizer.regex import RegexTokenizer
 
 
@@ -91,9 +91,3 @@ def tokenizer_config(tok: RegexTokenizer, model_max_length: int, chat_template: 
         config["chat_template"] = chat_template
     return config
 
-
-def export_hf_folder(tok: RegexTokenizer, folder: str | os.PathLike, model_max_length: int,
-                     chat_template: str | None = None) -> None:
-    """Write `tokenizer.json` and `tokenizer_config.json` into `folder`, as `AutoTokenizer.from_pretrained` reads."""
-    export_hf(tok, Path(folder) / "tokenizer.json")
-    write_json(Path(folder) / "tokenizer_config.json", tokenizer_config(tok, model_max_length, chat_template))
