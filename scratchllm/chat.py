@@ -4,7 +4,8 @@ A conversation renders as `<|endoftext|>` (when the tokenizer has it) then, per 
 content and `<|end|>`: "<|user|>Who?<|end|><|assistant|>Romeo.<|end|>". The mask is 1 on the assistant's
 content and its `<|end|>` (what finetuning trains on), 0 elsewhere; mask="all" trains on every token.
 Message text is encoded as plain text, so a user who types "<|end|>" cannot close a turn. This module also grows
-a trained model's vocabulary for the new tokens. It owns no data files (sft_data.py) and no sampling (assistant.py).
+a trained model's vocabulary for the new tokens. It owns no data files (sft_data.py), no sampling (assistant.py) and
+not the token names (tokenizer/chat_tokens.py, shared with the Hugging Face export).
 """
 
 from __future__ import annotations
@@ -17,19 +18,14 @@ import torch
 from scratchllm.config import InputError
 from scratchllm.model import GPT
 from scratchllm.tokenizer import Tokenizer
+from scratchllm.tokenizer.chat_tokens import ASSISTANT, BOS, CHAT_TOKENS, END, ROLE_TOKENS, has_chat_tokens
+from scratchllm.tokenizer.chat_tokens import SYSTEM as SYSTEM  # re-exported: callers take every turn token from chat
+from scratchllm.tokenizer.chat_tokens import USER as USER
 
-SYSTEM, USER, ASSISTANT, END = "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"
-CHAT_TOKENS = (SYSTEM, USER, ASSISTANT, END)
-ROLE_TOKENS = {"system": SYSTEM, "user": USER, "assistant": ASSISTANT}
-BOS = "<|endoftext|>"
 IGNORE = -1  # the target id GPT.forward's cross-entropy skips (ignore_index=-1)
 MASKS = ("assistant", "all")
 
 Message = dict  # {"role": "system" | "user" | "assistant", "content": str}
-
-
-def has_chat_tokens(tokenizer: Tokenizer) -> bool:
-    return all(t in tokenizer.special_tokens for t in CHAT_TOKENS)
 
 
 def add_chat_tokens(tokenizer: Tokenizer) -> Tokenizer:

@@ -3,8 +3,8 @@
 
 The template renders exactly the text chat.render_conversation encodes, "<|endoftext|><|user|>Who?<|end|>" then
 "<|assistant|>Romeo.<|end|>", and `add_generation_prompt` appends the "<|assistant|>" opener, as chat.render_prompt
-does. convert sits in chat's layer and may not import it, so the turn tokens are named here again; the peer test
-(tests/test_export_chat.py) holds both renderings to the same ids through transformers. Files: folder.py.
+does. convert sits in chat's layer and may not import it, so both take the turn tokens from tokenizer/chat_tokens.py;
+the peer test (tests/test_export_chat.py) holds both renderings to the same ids through transformers. Files: folder.py.
 """
 
 from __future__ import annotations
@@ -12,14 +12,10 @@ from __future__ import annotations
 import json
 
 from scratchllm.tokenizer import Tokenizer
+from scratchllm.tokenizer.chat_tokens import BOS, END, has_chat_tokens
+from scratchllm.tokenizer.chat_tokens import ROLE_TOKENS as ROLES
 
-BOS, END = "<|endoftext|>", "<|end|>"
-ROLES = {"system": "<|system|>", "user": "<|user|>", "assistant": "<|assistant|>"}
-
-
-def is_chat_tokenizer(tokenizer: Tokenizer | None) -> bool:
-    """True when the tokenizer has every turn token, i.e. it belongs to a finetuned (chat) model."""
-    return tokenizer is not None and all(t in tokenizer.special_tokens for t in (*ROLES.values(), END))
+is_chat_tokenizer = has_chat_tokens  # a finetuned (chat) model's tokenizer: folder.py's name for the test
 
 
 def jinja_template(tokenizer: Tokenizer) -> str:
