@@ -1,13 +1,10 @@
-"""Speedrun: the report of a few-second run, the split nanoGPT uses, and bits/byte measured the same way for our
-model and for the plain-PyTorch nanoGPT baseline it is judged against (benchmarks/nanogpt_baseline.py)."""
+"""Speedrun: the report of a few-second run, the split nanoGPT uses, the race schedule, and the recipe train and
+speedrun share. The plain-PyTorch baseline it is judged against has its own tests (tests/test_nanogpt_baseline.py)."""
 
 from __future__ import annotations
 
-import contextlib
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -15,7 +12,6 @@ import torch
 from scratchllm.cli import main
 from scratchllm.config import InputError, RunConfig, load_config
 from scratchllm.data import Corpus
-from scratchllm.evaluate import contiguous_batches, score
 from scratchllm.model import GPTConfig
 from scratchllm.optim import lr_at
 from scratchllm.speedrun import (
@@ -26,15 +22,6 @@ from scratchllm.speedrun import (
     speedrun,
 )
 
-BASELINE_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "nanogpt_baseline.py"
-
-
-def _baseline():
-    spec = importlib.util.spec_from_file_location("nanogpt_baseline", BASELINE_PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 def _tiny_config(vocab: int = 300) -> RunConfig:
     model = GPTConfig(vocab_size=vocab, block_size=32, n_layer=2, n_head=2, n_embd=32, norm_type="rmsnorm",
@@ -44,12 +31,6 @@ def _tiny_config(vocab: int = 300) -> RunConfig:
     cfg.train.batch_size, cfg.train.warmup_steps, cfg.train.eval_every, cfg.train.eval_batches = 8, 5, 20, 2
     cfg.train.sample_tokens = 8
     return cfg
-
-
-def _bpb(model, ids, lengths, batch: int = 32) -> float:
-    """The one evaluator over every id of `ids` after the first, in contiguous windows."""
-    batches = contiguous_batches(ids, model.config.block_size, batch)
-    return score(model, batches, lengths, contextlib.nullcontext)["bpb"]
 
 
 def test_split_matches_nanogpt_shakespeare_char(shakespeare_text):
