@@ -1,7 +1,8 @@
 """Where a run computes and in what precision: device resolution, dtype resolution and the autocast context.
 
 It owns the one rule for "auto" (CUDA, then Apple MPS, then CPU; bf16 on CUDA that has it, fp32 elsewhere) so the
-trainer, the speedrun and lr-find pick the same. It owns no model and no loop.
+trainer, the speedrun and lr-find pick the same, and float32 on CUDA runs its matmuls in TF32. It owns no model and
+no loop.
 """
 
 from __future__ import annotations
@@ -30,7 +31,10 @@ def resolve_device(name: str) -> torch.device:
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    """"auto": bf16 on CUDA that has it (else fp16), float32 elsewhere (bf16 is slower for small CPU models)."""
+    """"auto": bf16 on CUDA that has it (else fp16), float32 elsewhere (bf16 is slower for small CPU models).
+
+    float32 on CUDA also turns on TF32 matmuls (`use_tf32`): every run's dtype is resolved here, before its model.
+    """
     if name == "auto":
         if device.type != "cuda":
             return torch.float32
@@ -38,7 +42,16 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     if name == "float16" and device.type != "cuda":
         raise InputError(f"train.dtype=float16 needs CUDA (its grad scaler is CUDA-only); on {device.type} use "
                          "bfloat16 or float32")
+    if name == "float32" and device.type == "cuda":
+        use_tf32()
     return DTYPES[name]
+
+
+def use_tf32() -> None:
+    """Let float32 matmuls on CUDA run on the tensor cores in TF32 (10-bit mantissa, float32 range): several times
+    faster on Ampere and later, as nanoGPT trains. The flag is process-wide but CUDA-only: CPU matmuls keep full
+    float32 (torch.set_float32_matmul_precision("high") would also switch oneDNN's CPU matmuls to TF32)."""
+    torch.backends.cuda.matmul.allow_tf32 = True
 
 
 def autocast(device: torch.device, dtype: torch.dtype):

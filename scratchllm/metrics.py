@@ -48,21 +48,32 @@ def peak_memory_mb(device="cpu") -> float:
     return peak_rss_mb()
 
 
-def matmul_peak_flops(dtype="float32", device="cpu", n: int = 1024, repeats: int = 20) -> float:
+MATMUL_SIZES = {"cuda": 8192}  # n per device type: a GPU reaches its peak only on large matmuls; 1024 elsewhere
+
+
+def matmul_size(device="cpu") -> int:
+    """The matmul side MFU's roof is measured at: 8192 on CUDA, where small matmuls leave a large GPU far below its
+    peak, 1024 elsewhere, which a CPU already runs at full speed and which keeps the measurement cheap there."""
+    return MATMUL_SIZES.get(str(device).split(":")[0], 1024)
+
+
+def matmul_peak_flops(dtype="float32", device="cpu", n: int | None = None, repeats: int = 20) -> float:
     """Best measured FLOP/s of an n x n matmul in `dtype` (name or torch.dtype) on `device`: MFU's roof.
 
-    The best of 20 (~40 ms in bf16 on 2 cores), so a moment's competition for the cores cannot halve the roof (with
-    the best of 5, a `make demo` run measured about half of it and reported an MFU of 1.05). Cached per dtype, device
-    and thread count, so repeated runs in one process measure once.
+    n defaults to `matmul_size(device)`. The best of 20, so a moment's competition for the cores cannot halve the
+    roof (with the best of 5, a `make demo` run measured about half of it and reported an MFU of 1.05). Cached per
+    dtype, device, size, thread count and, on CUDA, whether float32 matmuls run in TF32, so repeated runs in one
+    process measure once.
     """
     import torch
 
     dt = getattr(torch, dtype) if isinstance(dtype, str) else dtype
-    return _best_matmul_flops(dt, str(device), n, repeats, torch.get_num_threads())
+    tf32 = str(device).startswith("cuda") and torch.backends.cuda.matmul.allow_tf32
+    return _best_matmul_flops(dt, str(device), n or matmul_size(device), repeats, torch.get_num_threads(), tf32)
 
 
 @functools.cache
-def _best_matmul_flops(dt, device: str, n: int, repeats: int, threads: int) -> float:
+def _best_matmul_flops(dt, device: str, n: int, repeats: int, threads: int, tf32: bool) -> float:
     import torch
 
     gen = torch.Generator(device).manual_seed(0)  # its own: measuring must not move the training's RNG
