@@ -6,7 +6,8 @@ from __future__ import annotations
 def _run_quickstart(args) -> int:
     from scratchllm.quickstart import quickstart
 
-    quickstart(corpus=args.corpus, minutes=args.minutes, out_dir=args.out, preset=args.preset)
+    quickstart(corpus=args.corpus, minutes=args.minutes, out_dir=args.out, preset=args.preset,
+               recipe="fixed" if args.fixed_recipe else None)
     return 0
 
 
@@ -25,4 +26,7 @@ def register(sub) -> None:
     p.add_argument("--out", default="runs/quickstart", help="run folder to write (default runs/quickstart)")
     p.add_argument("--preset", default="speedrun-5min",
                    help="training recipe from configs/ (default speedrun-5min, the CPU speedrun winner)")
+    p.add_argument("--fixed-recipe", action="store_true",
+                   help="train the preset as it is; by default a short measurement of this machine first sets its "
+                   "shape, weight decay and warm-down for the budget")
     p.set_defaults(func=_run_quickstart)
