@@ -19,7 +19,7 @@ import torch
 from scratchllm.assistant import evaluate_qa
 from scratchllm.chat import add_chat_tokens, grow_vocab, has_chat_tokens, make_batch, render_for_training, show_mask
 from scratchllm.checkpoint import load_model
-from scratchllm.config import InputError, RunConfig, apply_overrides, from_dict, write_json
+from scratchllm.config import InputError, RecipeConfig, RunConfig, apply_overrides, from_dict, write_json
 from scratchllm.data import load_corpus, load_split
 from scratchllm.device import autocast, resolve_device, resolve_dtype
 from scratchllm.evaluate import contiguous_batches, score, token_byte_lengths
@@ -80,7 +80,13 @@ def load_questions(data: str) -> tuple[list[Question], list[Question]]:
     if data.startswith(FROM_CORPUS):
         qa = corpus_qa(load_corpus(data.removeprefix(FROM_CORPUS)).text)
         return qa.train, qa.test
-    train, held = split_conversations(load_conversations(data))
+    conversations = load_conversations(data)
+    for number, messages in enumerate(conversations, start=1):
+        missing = [turn for role, turn in (("user", "user turn"), ("assistant", "assistant reply"))
+                   if all(m["role"] != role for m in messages)]
+        if missing:
+            raise InputError(f"{data}: record {number} has no {' and no '.join(missing)}: finetuning needs both")
+    train, held = split_conversations(conversations)
 
     def as_question(messages) -> Question:
         user = next(m["content"] for m in messages if m["role"] == "user")
@@ -109,7 +115,8 @@ def finetune_config(base: dict, data: str, minutes: float, mask: str, overrides:
     t = dataclasses.replace(cfg.train, max_minutes=minutes, max_steps=0, schedule="wsd", warmdown_frac=0.5,
                             weight_decay=0.0, warmup_steps=20, compile=False, eval_every=50, eval_batches=4,
                             checkpoint_every=100, record_attention_every=0, probe_text="")
-    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, corpus=data, mask=mask), train=t)
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, corpus=data, mask=mask), train=t,
+                              recipe=RecipeConfig(mode="fixed"))  # these settings, not the base run's recipe.why
     return apply_overrides(cfg, overrides)
 
 
