@@ -3,142 +3,26 @@
 Each rule reads plain records (the dicts of metrics.jsonl / samples.jsonl, the resolved config.json) and returns
 `Finding`s: symptom, evidence, likely cause and fix. `check_step` is the cheap live rule the trainer calls after each
 logged step (divergence only); `diagnose` runs every rule on a finished run; `diagnose_run` reads a run folder and
-writes doctor.json. A finetune run's qa_eval.json (answers that end, leak, records cut, bits/byte on the base
-corpus before and after) feeds the finetuning rules. This module does not train, plot or roll back: train.py acts on
-a divergence finding.
+writes doctor.json. This module owns the pretraining rules; `Finding` and the thresholds live in doctor_rules.py,
+the finetuning rules (on a finetune's qa_eval.json) in doctor_finetune.py. It does not train, plot or roll back:
+train.py acts on a divergence finding.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from scratchllm.config import InputError, write_json
-from scratchllm.runfolder import is_finite, read_json, read_jsonl
-
-QA_EVAL = "qa_eval.json"  # the evaluation finetune.py (a layer above) writes into its run folder
-
-
-@dataclass
-class Finding:
-    """One diagnosed problem in a run."""
-
-    rule: str
-    """Which rule fired: divergence, not_decreasing, repetition, too_slow, overfitting; for a finetune also
-    never_ends, template_leak, all_masked, truncated, forgetting."""
-    severity: str
-    """"error" (the run is broken), "warning" (it works, badly) or "info" (worth knowing)."""
-    symptom: str
-    """What the user sees, in one sentence."""
-    evidence: str
-    """The numbers from this run that show it."""
-    cause: str
-    """The likely cause."""
-    fix: str
-    """What to change, as concrete settings where possible."""
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    """Where each rule fires; the values were measured on tiny real runs (see tests/test_doctor_runs.py)."""
-
-    explode_ratio: float = 3.0
-    """Divergence: loss above this multiple of the best loss so far. Measured on a 2-layer, 64-wide GPT (BPE 300,
-    AdamW, clip 1.0, 150 steps, 16 runs): runs at LR 1e-4..1e-1 that recover peak at 2.2x, LR 1 reaches 3.4-3.9x,
-    LR 10 reaches 46-65x."""
-    explode_margin: float = 2.0
-    """Divergence: and at least this many nats above the best loss so far (so a tiny late loss may still wobble)."""
-    sustained_ratio: float = 1.7
-    """Divergence: median of the last `sustained_window` logged losses above this multiple of the best before them.
-    Same 36 runs: LR 1e-4..1e-1 stay within 1.23x, LR 0.3 (still learning) 1.24-1.41x, LR 1 2.0-3.3x, LR 10 27-33x."""
-    sustained_window: int = 5
-    """Divergence: how many logged losses the sustained rule takes the median of."""
-    grad_ratio: float = 1000.0
-    """Divergence: grad norm above this multiple of the median of the previous `grad_window` grad norms. Healthy
-    runs above spike to 320x and recover, LR 10 only reaches 33-310x before its loss explodes: a spike alone is
-    weak evidence, so this fires only far beyond anything measured in a healthy run."""
-    healthy_ratio: float = 1.15
-    """Healthy (a checkpoint safe to roll back to): each of the last `sustained_window` logged losses at most this
-    multiple of the best loss before them, and the live check clean at each of them. A loss on its way up to a
-    divergence passes 1.15x before the live check fires at 1.7x-3x (LR 30 on the tiny preset: 5.05 -> 6.13, 1.21x,
-    then 12.4); a healthy run's step-to-step noise stays under it."""
-    grad_window: int = 10
-    """Divergence: how many previous records the grad-norm median looks at (needs at least half of them)."""
-    plateau_min_records: int = 10
-    """Not decreasing: how many train records are needed before judging."""
-    plateau_rel_drop: float = 0.02
-    """Not decreasing: median loss of the last fifth fell by less than this fraction of the first fifth's. Measured
-    over 40 steps of the same tiny GPT (2 seeds): LR 1e-7..1e-5 drop 0.0-0.5%, LR 1e-4 5%, LR 1e-3 22%."""
-    low_lr: float = 1e-4
-    """Not decreasing: a flat run whose peak LR is below this is blamed on a too-low LR (LR 1e-4 already learns)."""
-    repeat_4gram: float = 0.35
-    """Repetition: share of repeated word 4-grams above this (real Shakespeare, 2,000 chunks of 200-800 characters:
-    median 0, 99th percentile 0.08, max 0.31)."""
-    distinct_words: float = 0.25
-    """Repetition: or distinct-word ratio below this (same chunks: min 0.30, median 0.44-0.78)."""
-    repeat_min_words: int = 20
-    """Repetition: samples with fewer words are judged by characters instead."""
-    repeat_8chars: float = 0.6
-    """Repetition: share of repeated character 8-grams above this (real Shakespeare chunks: 99th percentile 0.17,
-    max 0.50; greedy loops of tiny models such as "HELHELHEL..." or "....": 0.95-0.99)."""
-    repeat_min_chars: int = 40
-    """Repetition: shorter samples are not judged at all."""
-    small_n_embd: int = 256
-    """Repetition: models this wide or narrower are 'small' and get the widen-the-model advice."""
-    overfit_gap: float = 0.15
-    """Overfitting: val - train loss gap (nats) at the last eval above this... Measured on the same tiny GPT, 300
-    steps of 512 tokens: 200 KB of text keeps the gap within +-0.03; 40 KB (~10 epochs) ends at 0.23; 3 KB
-    grows it to 3.8."""
-    overfit_growth: float = 0.1
-    """Overfitting: ...and grown by at least this much since its smallest value."""
-    overfit_rise: float = 0.02
-    """Overfitting: ...and the last val loss above the run's best by at least this (nats). While val still falls,
-    a wide gap is the distance between train and held-out text (make demo's held-out plays: gap 0.47, val at its
-    best), not memorisation."""
-    step_goal_ratio: float = 50.0
-    """Too slow: a step goal needing more than this multiple of the time budget is a placeholder, not a goal (the
-    quickstart sets max_steps 1,000,000 and lets the clock end the run); between 1.05x and this, it warns."""
-    slow_mfu: float = 0.05
-    """Too slow: model FLOPs utilisation below this (nanoGPT's CPU baby GPT reaches ~0.4 of fp32 peak)."""
-    end_rate: float = 0.9
-    """Never ends (finetune): share of held-out answers closed by <|end|> below this. The switch is sharp: a tiny
-    finetune (tiny preset, 40 number-word answers) ends 0% of its answers after 2 and 20 steps and 100% after 100
-    and 400. Built-in answers are a name or one verse line, well inside the 32 tokens the evaluation allows, so a
-    model that learned the template ends nearly all of them; 0.9 leaves room for a few rambling ones."""
-    leak_rate: float = 0.0
-    """Template leakage (finetune): share of held-out answers cut short by a turn token the model wrote itself
-    above this. Every trained answer closes with <|end|>, never with another turn token, so one leak is learned
-    from the data (a renderer or a file that runs turns together), not noise: the same tiny runs leak 0 times."""
-    truncated_share: float = 0.05
-    """Truncated answers (finetune): share of training conversations dropped (the answer alone exceeds the
-    context) or cut (the front of the question lost) above this. A built-in question says what it asks in its
-    first words ("Who speaks this line: ..."), so each cut one is unanswerable in training, and the ceiling on
-    accuracy falls by that share: 5 points is half the 10-point margin a finetune must win by. Measured: the
-    built-in set at context 64 with a 300-token BPE cuts 89% (9,493 of 10,706) and drops 2."""
-    forget_rise: float = 0.05
-    """Forgetting (finetune): the finetuned model's bits/byte on the base corpus's held-out text above the base
-    model's by more than this fraction. Tiny preset, same 32k held-out tokens: 30 steps on the built-in Shakespeare
-    questions +0.7%, 2 steps on number words +0.07%, 20 steps +12%, 100 steps +77%, 400 steps +129%."""
-
-
-DEFAULT = Thresholds()
-
-
-def _no_target(record: dict) -> bool:
-    """A step whose batch had no trained target (a finetune batch of masked conversations): GPT's loss is then
-    exactly 0 and so is every gradient, while a real target always costs some loss (a saturated one can round to
-    0, its gradient still does not)."""
-    return record.get("loss") == 0 and record.get("grad_norm") == 0
+from scratchllm.doctor_finetune import diagnose_finetune, read_qa_eval
+from scratchllm.doctor_rules import DEFAULT, Finding, Thresholds, no_target
+from scratchllm.runfolder import is_finite, read_jsonl
 
 
 def _train(records: list[dict]) -> list[dict]:
     """The train records that measured a loss (a step with no target measured none: its 0 is no best loss)."""
-    return [r for r in records if r.get("kind", "train") == "train" and not _no_target(r)]
+    return [r for r in records if r.get("kind", "train") == "train" and not no_target(r)]
 
 
 def _divergence(symptom: str, evidence: str) -> Finding:
@@ -469,101 +353,6 @@ def rule_too_slow(metrics: list[dict], config: dict, th: Thresholds = DEFAULT) -
     return []
 
 
-# ----------------------------------------------------------------------------- finetuning (qa_eval.json)
-
-
-def rule_never_ends(qa_eval: dict, th: Thresholds = DEFAULT) -> list[Finding]:
-    """Fires when fewer than `end_rate` of the held-out answers end with <|end|> (qa_eval.json's end_rate)."""
-    rate, leaks = qa_eval.get("end_rate"), qa_eval.get("leak_rate")
-    if not is_finite(rate) or rate >= th.end_rate:
-        return []
-    also = f"; {leaks:.0%} stopped at another turn token instead" if is_finite(leaks) and leaks > 0 else ""
-    return [Finding(
-        rule="never_ends", severity="warning", symptom="the finetuned model's answers do not end: <|end|> is missing",
-        evidence=(f"{rate:.0%} of {qa_eval.get('questions', '?')} held-out answers ended with <|end|> (threshold "
-                  f"{th.end_rate:.0%}){also}"),
-        cause="too few finetuning steps to learn the template, or training data whose answers are not closed "
-        "with <|end|> (a mask that leaves the end token untrained)",
-        fix="finetune longer (more --minutes) with --mask assistant, whose mask trains each answer's <|end|>; "
-        "`scratchllm finetune --show-mask` shows whether it is trained")]
-
-
-def rule_template_leak(qa_eval: dict, th: Thresholds = DEFAULT) -> list[Finding]:
-    """Fires when more than `leak_rate` of the held-out answers stopped at a turn token the model wrote itself."""
-    rate = qa_eval.get("leak_rate")
-    if not is_finite(rate) or rate <= th.leak_rate:
-        return []
-    return [Finding(
-        rule="template_leak", severity="warning", symptom="the model writes the template itself (<|user|> and "
-        "other turn tokens inside its answers)",
-        evidence=f"{rate:.0%} of {qa_eval.get('questions', '?')} held-out answers stopped at a turn token "
-        f"(threshold {th.leak_rate:.0%})",
-        cause="training text where a turn token follows an answer directly (turns run together without <|end|>), "
-        "or --mask all on multi-turn data, which trains the model to write the user's turns too",
-        fix="close every turn with <|end|> (chat.render_conversation does) and finetune with --mask assistant")]
-
-
-def rule_all_masked(metrics: list[dict], qa_eval: dict) -> list[Finding]:
-    """Fires on any logged step with no trained target, or on training conversations with no trained token
-    (qa_eval.json records.untrained): either is exact, so there is no threshold."""
-    steps = [r.get("step") for r in metrics if r.get("kind") == "train" and _no_target(r)]
-    untrained = (qa_eval.get("records") or {}).get("untrained") or 0
-    if not steps and not untrained:
-        return []
-    shown = ", ".join(map(str, steps[:8])) + (" ..." if len(steps) > 8 else "")
-    evidence = [f"{len(steps)} logged step(s) with loss 0 and gradient norm 0 (no trained target): {shown}"
-                if steps else "", f"{untrained} training conversation(s) have no trained token" if untrained else ""]
-    return [Finding(
-        rule="all_masked", severity="warning", symptom="some finetuning batches had every target masked",
-        evidence="; ".join(e for e in evidence if e),
-        cause="conversations without an assistant answer (or whose answer was cut away) in the training data: a "
-        "batch of only such conversations trains nothing, yet spends a step of the schedule",
-        fix="give every training record an assistant reply; raise train.batch_size so a batch rarely holds "
-        "only untrained conversations")]
-
-
-def rule_truncated(qa_eval: dict, th: Thresholds = DEFAULT) -> list[Finding]:
-    """Fires when more than `truncated_share` of the training conversations were dropped or cut to fit the context
-    (qa_eval.json records: conversations, dropped, cut)."""
-    records = qa_eval.get("records") or {}
-    total, dropped, cut = (records.get(k) for k in ("conversations", "dropped", "cut"))
-    if not (isinstance(total, int) and total > 0 and isinstance(dropped, int) and isinstance(cut, int)):
-        return []
-    share = (dropped + cut) / total
-    if share <= th.truncated_share:
-        return []
-    return [Finding(
-        rule="truncated", severity="warning", symptom="training conversations did not fit the model's context",
-        evidence=(f"of {total:,} training conversations {dropped:,} were dropped (the answer alone is too long) and "
-                  f"{cut:,} lost the front of their question: {share:.0%} (threshold {th.truncated_share:.0%})"),
-        cause="questions and answers longer than the base model's context (model.block_size tokens)",
-        fix="finetune a base model with a longer context (model.block_size) or a larger vocabulary (fewer tokens "
-        "per question), or shorten the records")]
-
-
-def rule_forgetting(qa_eval: dict, th: Thresholds = DEFAULT) -> list[Finding]:
-    """Fires when the finetuned model's bits/byte on the base corpus's held-out text (qa_eval.json base_corpus_bpb,
-    both models scored on the same tokens) rose more than `forget_rise` above the base model's."""
-    bpb = qa_eval.get("base_corpus_bpb") or {}
-    before, after = bpb.get("base"), bpb.get("finetuned")
-    if not (is_finite(before) and is_finite(after)) or before <= 0 or after <= before * (1 + th.forget_rise):
-        return []
-    return [Finding(
-        rule="forgetting", severity="warning", symptom="finetuning made the model worse at its base corpus",
-        evidence=(f"bits per byte on the base run's held-out text {before:.3f} -> {after:.3f} "
-                  f"({after / before - 1:+.0%}; threshold +{th.forget_rise:.0%}); base run "
-                  f"{qa_eval.get('base_run', 'not recorded')}"),
-        cause="too many finetuning steps at too high a learning rate on text unlike the base corpus",
-        fix="finetune for fewer --minutes or at a lower LR (--set train.lr=...), or mix base-corpus text "
-        "into the finetuning data")]
-
-
-def diagnose_finetune(metrics: list[dict], qa_eval: dict, th: Thresholds = DEFAULT) -> list[Finding]:
-    """The finetuning rules on a finetune run's metrics and its qa_eval.json; pure."""
-    return (rule_never_ends(qa_eval, th) + rule_template_leak(qa_eval, th) + rule_all_masked(metrics, qa_eval)
-            + rule_truncated(qa_eval, th) + rule_forgetting(qa_eval, th))
-
-
 def diagnose(metrics: list[dict], samples: list[dict], config: dict, th: Thresholds = DEFAULT,
              qa_eval: dict | None = None) -> list[Finding]:
     """Run every rule on a run's records (the finetuning rules too, given a finetune's qa_eval.json); errors
@@ -588,12 +377,6 @@ def read_run(run_dir) -> tuple[list[dict], list[dict], dict]:
     samples = read_jsonl(run / "samples.jsonl") if (run / "samples.jsonl").is_file() else []
     config = json.loads((run / "config.json").read_text()) if (run / "config.json").is_file() else {}
     return read_jsonl(run / "metrics.jsonl"), samples, config
-
-
-def read_qa_eval(run_dir) -> dict | None:
-    """A finetune run's qa_eval.json, or None when the run is no finetune (or the file is unreadable)."""
-    value = read_json(Path(run_dir) / QA_EVAL)
-    return value if isinstance(value, dict) else None
 
 
 def diagnose_run(run_dir, th: Thresholds = DEFAULT) -> list[Finding]:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from contextlib import contextmanager
+
 import pytest
 import torch
 
+from scratchllm.config import load_config
 from scratchllm.data import load_corpus
+from scratchllm.train import train
 
 
 @pytest.fixture(scope="session")
@@ -27,20 +32,45 @@ def tiny_corpus_file(tmp_path, tiny_text):
     return path
 
 
+@contextmanager
+def _torch_threads(count: int):
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """Tiny models step ~35x faster on one thread when the 2 cores are shared (OpenMP threads contend)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with _torch_threads(1):
+        yield
+
+
+@pytest.fixture(scope="session")
+def finetune_base(tmp_path_factory, tiny_text):
+    """(base run folder, qa.jsonl) shared by the finetuning tests: the `tiny` preset trained 20 steps on 20 KB of
+    Shakespeare at context 64, and 40 number-word answers ("Say the number 1 in words." -> "one"). Read only:
+    finetune into a folder of your own, or copy the base run first to write beside it."""
+    folder = tmp_path_factory.mktemp("finetune_base")
+    corpus = folder / "tiny.txt"
+    corpus.write_text(tiny_text, encoding="utf-8")
+    cfg = load_config("tiny", [f"data.corpus={corpus}", "train.max_steps=20", "train.sample_tokens=8",
+                               "model.block_size=64", "train.device=cpu"])
+    with _torch_threads(1):  # session-scoped, so built before any module's one_thread
+        train(cfg, folder / "base", progress=False)
+    data = folder / "qa.jsonl"
+    words = ["zero", "one", "two", "three", "four", "five", "six", "seven"]
+    rows = [{"instruction": f"Say the number {i} in words.", "output": w} for i, w in enumerate(words * 5)]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return folder / "base", data
 
 
 @pytest.fixture
 def threads(request):
     """Run a test with request.param torch threads (parametrize indirectly): the thread count changes the order
     of reductions, so a property must hold under each."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(request.param)
-    yield request.param
-    torch.set_num_threads(before)
+    with _torch_threads(request.param):
+        yield request.param

@@ -12,8 +12,6 @@ from hypothesis import strategies as st
 
 from scratchllm.config import InputError
 from scratchllm.doctor import (
-    DEFAULT,
-    Finding,
     char_repetition,
     check_step,
     diagnose,
@@ -26,6 +24,7 @@ from scratchllm.doctor import (
     rule_repetition,
     rule_too_slow,
 )
+from scratchllm.doctor_rules import DEFAULT, Finding
 
 
 def _train(losses, grad_norms=None, lr=1e-3, dt=0.1, tps=1000.0, mfu=0.2):

@@ -12,29 +12,9 @@ import pytest
 
 import scratchllm.finetune as ft
 from scratchllm.chat import END, USER
-from scratchllm.config import load_config
 from scratchllm.doctor import diagnose_run
-from scratchllm.train import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven"]
-
-
-def _data(path, prefix: str = ""):
-    rows = [{"instruction": f"{prefix}Say the number {i} in words.", "output": w} for i, w in enumerate(WORDS * 5)]
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return path
-
-
-@pytest.fixture(scope="module")
-def base(tmp_path_factory, shakespeare_text):
-    folder = tmp_path_factory.mktemp("doctor_ft")
-    corpus = folder / "tiny.txt"
-    corpus.write_text(shakespeare_text[:20_000], encoding="utf-8")
-    cfg = load_config("tiny", [f"data.corpus={corpus}", "train.max_steps=20", "train.sample_tokens=8",
-                               "model.block_size=64", "train.device=cpu"])
-    train(cfg, folder / "base", progress=False)
-    return folder / "base", _data(folder / "qa.jsonl")
 
 
 def _finetune(base, data, out, steps: int, *overrides: str):
@@ -45,15 +25,15 @@ def _finetune(base, data, out, steps: int, *overrides: str):
 
 
 @pytest.fixture(scope="module")
-def learned(base, tmp_path_factory):
+def learned(finetune_base, tmp_path_factory):
     """100 steps: the template is learned (every answer ends), the number words pushed Shakespeare out."""
-    return _finetune(*base, tmp_path_factory.mktemp("learned") / "run", 100)
+    return _finetune(*finetune_base, tmp_path_factory.mktemp("learned") / "run", 100)
 
 
 @pytest.fixture(scope="module")
-def barely(base, tmp_path_factory):
+def barely(finetune_base, tmp_path_factory):
     """2 steps: nothing learned yet, nothing forgotten either."""
-    return _finetune(*base, tmp_path_factory.mktemp("barely") / "run", 2)
+    return _finetune(*finetune_base, tmp_path_factory.mktemp("barely") / "run", 2)
 
 
 def _altered(monkeypatch, change):
@@ -73,29 +53,34 @@ def test_answers_that_never_end_are_found_and_learned_ones_are_not(learned, bare
     assert "never_ends" not in learned
 
 
-def test_template_leakage_is_found(base, tmp_path, monkeypatch, learned):
+def test_template_leakage_is_found(finetune_base, tmp_path, monkeypatch, learned):
     """A renderer that closes each answer with <|user|> instead of <|end|> teaches the model to write it."""
-    _, tokenizer, _ = ft.load_model(base[0])
+    _, tokenizer, _ = ft.load_model(finetune_base[0])
     tokenizer = ft.add_chat_tokens(tokenizer)
     end, user = tokenizer.special_tokens[END], tokenizer.special_tokens[USER]
     _altered(monkeypatch, lambda i, ids, mask: (ids[:-1] + [user] if ids[-1] == end else ids, mask))
-    found = _finetune(*base, tmp_path / "run", 100)
+    found = _finetune(*finetune_base, tmp_path / "run", 100)
     assert {"template_leak", "never_ends"} <= found
     assert "template_leak" not in learned
 
 
-def test_all_masked_batches_are_found(base, tmp_path, monkeypatch, learned):
+def test_all_masked_batches_are_found(finetune_base, tmp_path, monkeypatch, learned):
     """Half the conversations with nothing trained, one per batch: those steps have no target at all."""
     _altered(monkeypatch, lambda i, ids, mask: (ids, [0] * len(mask) if i % 2 else mask))
-    found = _finetune(*base, tmp_path / "run", 12, "train.batch_size=1")
+    found = _finetune(*finetune_base, tmp_path / "run", 12, "train.batch_size=1")
     assert "all_masked" in found
     assert "all_masked" not in learned
 
 
-def test_truncated_conversations_are_found(base, tmp_path, learned):
+def test_truncated_conversations_are_found(finetune_base, tmp_path, learned):
     """Questions padded past the 64-token context lose their front: every training conversation is cut."""
-    data = _data(tmp_path / "long.jsonl", prefix="Listen well, for this is a long preamble before the question. " * 3)
-    assert "truncated" in _finetune(base[0], data, tmp_path / "run", 2)
+    base, data = finetune_base
+    preamble = "Listen well, for this is a long preamble before the question. " * 3
+    rows = [json.loads(line) for line in data.read_text(encoding="utf-8").splitlines()]
+    long = tmp_path / "long.jsonl"
+    long.write_text("".join(json.dumps({**r, "instruction": preamble + r["instruction"]}) + "\n" for r in rows),
+                    encoding="utf-8")
+    assert "truncated" in _finetune(base, long, tmp_path / "run", 2)
     assert "truncated" not in learned
 
 

@@ -16,32 +16,15 @@ from hypothesis import strategies as st
 from scratchllm.chat import has_chat_tokens
 from scratchllm.checkpoint import load_model
 from scratchllm.cli import main
-from scratchllm.config import load_config
 from scratchllm.finetune import ConversationStream, spread_over_kinds
 from scratchllm.qa import Question
 from scratchllm.runfolder import read_jsonl
-from scratchllm.train import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="module")
-def base_run(tmp_path_factory, shakespeare_text):
-    folder = tmp_path_factory.mktemp("ft")
-    corpus = folder / "tiny.txt"
-    corpus.write_text(shakespeare_text[:20_000], encoding="utf-8")
-    cfg = load_config("tiny", [f"data.corpus={corpus}", "train.max_steps=20", "train.sample_tokens=8",
-                               "model.block_size=64"])
-    train(cfg, folder / "base", progress=False)
-    data = folder / "qa.jsonl"
-    rows = [{"instruction": f"Say the number {i} in words.", "output": w}
-            for i, w in enumerate(["zero", "one", "two", "three", "four", "five", "six", "seven"] * 5)]
-    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return folder / "base", data
-
-
-def test_finetune_writes_a_run_folder_and_qa_eval_through_the_trainer(base_run, tmp_path, capsys, monkeypatch):
-    base, data = base_run
+def test_finetune_writes_a_run_folder_and_qa_eval_through_the_trainer(finetune_base, tmp_path, capsys, monkeypatch):
+    base, data = finetune_base
     out = tmp_path / "chat"
     assert main(["finetune", "--run", str(base), "--data", str(data), "--minutes", "0.05", "--out", str(out),
                  "--set", "train.batch_size=4", "--eval-questions", "3"]) == 0
@@ -64,8 +47,8 @@ def test_finetune_writes_a_run_folder_and_qa_eval_through_the_trainer(base_run, 
     assert capsys.readouterr().out.count("\n") >= 2
 
 
-def test_finetune_show_mask_marks_only_the_replies(base_run, capsys):
-    base, data = base_run
+def test_finetune_show_mask_marks_only_the_replies(finetune_base, capsys):
+    base, data = finetune_base
     assert main(["finetune", "--run", str(base), "--data", str(data), "--show-mask"]) == 0
     shown = capsys.readouterr().out
     marked = re.findall(r"«(.*?)»", shown)  # the trained tokens: each reply and its end token, nothing else

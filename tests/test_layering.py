@@ -10,8 +10,9 @@ import scratchllm
 # Lower number = lower layer. A module may import only from strictly lower layers (or its own package).
 LAYERS = {
     "config": 0, "metrics": 0,
-    "tokenizer": 1, "model": 1, "runfolder": 1, "device": 1, "optim": 1,
+    "tokenizer": 1, "model": 1, "runfolder": 1, "device": 1, "optim": 1, "doctor_rules": 1,
     "data": 2, "convert": 2, "checkpoint": 2, "distributed": 2, "chat": 2, "evaluate": 2, "probe": 2,
+    "doctor_finetune": 2,
     "generate": 3, "doctor": 3, "sft_data": 3, "qa": 3,
     "session": 4, "assistant": 4,
     "train": 5,

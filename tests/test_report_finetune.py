@@ -12,33 +12,24 @@ import shutil
 import pytest
 from pypdf import PdfReader
 
-from scratchllm.config import load_config
 from scratchllm.finetune import finetune
 from scratchllm.report import CHAPTER_TITLES, build_report
 from scratchllm.report.chapters.finetuning import TITLE, accuracy_rows, mask_pieces
 from scratchllm.report.collect import collect_finetune
 from scratchllm.report.pdf import TRAINED
-from scratchllm.train import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, shakespeare_text):
-    folder = tmp_path_factory.mktemp("report_ft")
-    corpus = folder / "tiny.txt"
-    corpus.write_text(shakespeare_text[:20_000], encoding="utf-8")
-    cfg = load_config("tiny", [f"data.corpus={corpus}", "train.max_steps=20", "train.sample_tokens=8",
-                               "model.block_size=64", "train.device=cpu"])
-    train(cfg, folder / "base", progress=False)
-    data = folder / "qa.jsonl"
-    rows = [{"instruction": f"Say the number {i} in words.", "output": w}
-            for i, w in enumerate(["zero", "one", "two", "three", "four", "five", "six", "seven"] * 5)]
-    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    qa_eval = finetune(folder / "base", str(data), folder / "base" / "chat", minutes=5, eval_questions=4,
+def runs(tmp_path_factory, finetune_base):
+    """The shared base run copied (the finetune writes into its chat/ folder), finetuned 30 steps into base/chat."""
+    shared, data = finetune_base
+    base = shutil.copytree(shared, tmp_path_factory.mktemp("report_ft") / "base")
+    qa_eval = finetune(base, str(data), base / "chat", minutes=5, eval_questions=4,
                        overrides=["train.batch_size=4", "train.max_steps=30", "train.device=cpu"],
                        progress=False)["qa_eval"]
-    return folder / "base", folder / "base" / "chat", qa_eval
+    return base, base / "chat", qa_eval
 
 
 def _chapter(pdf) -> str:
