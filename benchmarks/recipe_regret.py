@@ -47,6 +47,8 @@ def prefix_of(data: str) -> int | None:
 def rule_choice(minutes: float, threads: int, data: str) -> dict:
     """The recipe's measurements and choice at this point (recipe.why), and under "replaced" what the budget
     would buy the preset shapes it replaces (measured the same way)."""
+    import dataclasses
+
     import torch
 
     from scratchllm.recipe import REPLACED, apply_recipe, measure, predict
@@ -56,8 +58,9 @@ def rule_choice(minutes: float, threads: int, data: str) -> dict:
     cfg = race_config(load_speedrun_preset(minutes), minutes, "shakespeare", prefix_of(data))
     why = apply_recipe(cfg).recipe.why
     measured = measure(cfg, REPLACED)
-    why["replaced"] = {s.name: predict(measured[s.name]["tokens_per_s"], why["seconds"], s.batch_size * s.block_size,
-                                       why["data_tokens"], why["compiled"]) for s in REPLACED}
+    why["replaced"] = {s.name: dataclasses.asdict(predict(measured[s.name].tokens_per_s, why["seconds"],
+                                                          s.batch_size * s.block_size, why["data_tokens"],
+                                                          why["compiled"])) for s in REPLACED}
     return why
 
 

@@ -67,7 +67,7 @@ WD_RANGE = (0.1, 6.0)
 at 17 passes (2.137 vs 2.036), so the rule never goes that far."""
 WARMDOWN_FRAC = 0.5
 """Share of the budget the LR falls over: 0.7 tied 0.5 at ~17 passes; nothing measured argues for moving it."""
-CHOSEN = ("train.weight_decay", "train.warmdown_frac", "recipe.why")
+AUTO_KEYS = ("train.weight_decay", "train.warmdown_frac", "recipe.why")
 """Keys the auto recipe always sets (the shape only when the config's shape is a candidate): a --set of them
 would be silently replaced, so the speedrun refuses it unless recipe.mode is "fixed"."""
 COMPILE_SPEEDUP = 1.2
@@ -77,12 +77,47 @@ COMPILE_S = 24.0
 """Seconds of the budget the first compiled step spends compiling (EPYC, empty inductor cache)."""
 
 
-@dataclass
-class Recipe:
-    """What `choose` picked: the settings as dotted keys, and the record of why."""
+@dataclass(frozen=True)
+class Prediction:
+    """What a budget buys one shape: `predict`'s answer."""
 
+    tokens_per_s: float
+    """As measured (eager)."""
+    tokens: float
+    """Tokens trained in the budget."""
+    steps: int
+    """Optimizer steps in the budget."""
+    passes: float
+    """Passes over the training split."""
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What `choose` picked, and the record of why."""
+
+    shape: str
+    """The chosen shape's name."""
+    predicted: dict[str, Prediction]
+    """What the budget buys each candidate shape, by name."""
     overrides: dict[str, object]
-    why: dict
+    """The settings it sets, as dotted keys."""
+    because: dict[str, str]
+    """The rule behind the shape, the weight decay and the warm-down, in words."""
+    seconds: float
+    data_tokens: float
+    compiled: bool
+
+    @property
+    def chosen(self) -> Prediction:
+        return self.predicted[self.shape]
+
+    def why(self, **extra) -> dict:
+        """The record config.json keeps under recipe.why (plain JSON: "chosen" holds the shape's name, steps,
+        tokens and passes; "shapes" every candidate's; "set" the overrides), with `extra` entries added."""
+        return {"seconds": self.seconds, "data_tokens": self.data_tokens, "compiled": self.compiled,
+                "shapes": {name: dataclasses.asdict(p) for name, p in self.predicted.items()},
+                "chosen": {"shape": self.shape, **dataclasses.asdict(self.chosen)}, "because": self.because,
+                "set": self.overrides, **extra}
 
 
 def weight_decay_for(passes: float) -> float:
@@ -91,14 +126,14 @@ def weight_decay_for(passes: float) -> float:
     return round(min(high, max(low, WD_PER_PASS * passes)), 3)
 
 
-def predict(tokens_per_s: float, seconds: float, tokens_per_step: int, data_tokens: float, compiled: bool) -> dict:
+def predict(tokens_per_s: float, seconds: float, tokens_per_step: int, data_tokens: float,
+            compiled: bool) -> Prediction:
     """What a budget buys one shape: compiled runs step COMPILE_SPEEDUP faster after COMPILE_S of compiling.
     Example: 10,000 tokens/s, 100 s eager, 4,096 a step, 500,000 in the split -> 1e6 tokens, 244 steps, 2 passes."""
     rate = tokens_per_s * (COMPILE_SPEEDUP if compiled else 1.0)
     train_s = max(0.0, seconds - (COMPILE_S if compiled else 0.0))
     tokens = rate * train_s
-    return {"tokens_per_s": tokens_per_s, "tokens": tokens, "steps": int(tokens // tokens_per_step),
-            "passes": tokens / data_tokens}
+    return Prediction(tokens_per_s, tokens, int(tokens // tokens_per_step), tokens / data_tokens)
 
 
 def choose(tokens_per_s: dict[str, float], seconds: float, data_tokens: float, shapes=SHAPES,
@@ -106,23 +141,21 @@ def choose(tokens_per_s: dict[str, float], seconds: float, data_tokens: float, s
     """The rule, a pure function of the measurements (`tokens_per_s` per shape name), the budget and the training
     split's size in tokens: the largest shape that makes MIN_STEPS (else the smallest), weight decay WD_PER_PASS
     x its passes (clamped to WD_RANGE), warm-down WARMDOWN_FRAC."""
-    runs = {s.name: predict(tokens_per_s[s.name], seconds, s.batch_size * s.block_size * grad_accum, data_tokens,
-                            compiled) for s in shapes}
-    fits = [s for s in shapes if runs[s.name]["steps"] >= MIN_STEPS]
+    predicted = {s.name: predict(tokens_per_s[s.name], seconds, s.batch_size * s.block_size * grad_accum,
+                                 data_tokens, compiled) for s in shapes}
+    fits = [s for s in shapes if predicted[s.name].steps >= MIN_STEPS]
     shape = fits[-1] if fits else shapes[0]
-    run = runs[shape.name]
-    wd = weight_decay_for(run["passes"])
+    run = predicted[shape.name]
     because = {
         "shape": ("the config's own shape, kept (not one of the candidates)" if len(shapes) == 1 else
-                  f"{shape.name}: the largest shape making >= {MIN_STEPS} steps ({run['steps']})" if fits else
+                  f"{shape.name}: the largest shape making >= {MIN_STEPS} steps ({run.steps})" if fits else
                   f"{shape.name}: no shape makes {MIN_STEPS} steps, so the smallest"),
-        "train.weight_decay": f"{WD_PER_PASS} x {run['passes']:.2f} passes, clamped to {list(WD_RANGE)}",
+        "train.weight_decay": f"{WD_PER_PASS} x {run.passes:.2f} passes, clamped to {list(WD_RANGE)}",
         "train.warmdown_frac": f"fixed at {WARMDOWN_FRAC}: 0.7 tied it at ~17 passes",
     }
-    overrides = {**shape.overrides(), "train.weight_decay": wd, "train.warmdown_frac": WARMDOWN_FRAC}
-    why = {"seconds": seconds, "data_tokens": data_tokens, "compiled": compiled, "shapes": runs,
-           "chosen": {"shape": shape.name, **run}, "because": because}
-    return Recipe(overrides, why)
+    overrides = {**shape.overrides(), "train.weight_decay": weight_decay_for(run.passes),
+                 "train.warmdown_frac": WARMDOWN_FRAC}
+    return Recipe(shape.name, predicted, overrides, because, seconds, data_tokens, compiled)
 
 
 def shape_of(cfg: RunConfig) -> Shape:
@@ -149,7 +182,17 @@ def with_overrides(cfg: RunConfig, overrides: dict[str, object]) -> RunConfig:
     return validate(apply_overrides(cfg, [f"{key}={value!r}" for key, value in overrides.items()]))
 
 
-def measure(cfg: RunConfig, shapes=SHAPES, steps: int = 3) -> dict[str, dict]:
+@dataclass(frozen=True)
+class Speed:
+    """One shape's measured pace (`measure`'s answer)."""
+
+    tokens_per_s: float
+    step_ms: float
+    """The median step's milliseconds."""
+    params: int
+
+
+def measure(cfg: RunConfig, shapes=SHAPES, steps: int = 3) -> dict[str, Speed]:
     """Tokens/s of a few real optimizer steps of each shape (cfg's autocast and optimizer, the vocab of its
     tokenizer; random ids, as speed does not depend on them): a warm-up step left out, then the median of
     `steps`. The shapes take their steps in turn, so a burst of other work on a shared machine slows them alike.
@@ -168,7 +211,7 @@ def measure(cfg: RunConfig, shapes=SHAPES, steps: int = 3) -> dict[str, dict]:
     result = {}
     for name, (_, tokens, params) in runs.items():
         step_s = statistics.median(times[name][1:])
-        result[name] = {"tokens_per_s": tokens / step_s, "step_ms": 1000 * step_s, "params": params}
+        result[name] = Speed(tokens / step_s, 1000 * step_s, params)
     return result
 
 
@@ -201,9 +244,9 @@ def apply_recipe(cfg: RunConfig, steps: int = 3) -> RunConfig:
     shapes = candidates(cfg)
     measured = measure(cfg, shapes, steps)
     data_tokens = training_tokens(cfg)
-    recipe = choose({name: m["tokens_per_s"] for name, m in measured.items()}, 60.0 * cfg.train.max_minutes,
+    recipe = choose({name: m.tokens_per_s for name, m in measured.items()}, 60.0 * cfg.train.max_minutes,
                     data_tokens, shapes, cfg.train.compile, cfg.train.grad_accum)
-    why = {**recipe.why, "threads": torch.get_num_threads(), "load_avg_1min": os.getloadavg()[0], "measured": measured,
-           "set": recipe.overrides}
+    why = recipe.why(threads=torch.get_num_threads(), load_avg_1min=os.getloadavg()[0],
+                     measured={name: dataclasses.asdict(m) for name, m in measured.items()})
     chosen = with_overrides(cfg, recipe.overrides)
     return dataclasses.replace(chosen, recipe=dataclasses.replace(chosen.recipe, why=why))

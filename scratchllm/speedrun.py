@@ -24,7 +24,7 @@ from scratchllm.data import DOC_SEPARATOR, Corpus, load_corpus, split_corpus
 from scratchllm.device import autocast, resolve_device, resolve_dtype
 from scratchllm.evaluate import contiguous_batches, score, token_byte_lengths
 from scratchllm.metrics import peak_rss_mb
-from scratchllm.recipe import CHOSEN, apply_recipe
+from scratchllm.recipe import AUTO_KEYS, apply_recipe
 from scratchllm.runfolder import CONFIG, METRICS, read_json, read_jsonl
 from scratchllm.train import train
 
@@ -43,14 +43,14 @@ def load_speedrun_preset(minutes: float, overrides: list[str] = ()) -> RunConfig
 def load_speedrun_config(path: str | Path, overrides: list[str] = ()) -> RunConfig:
     """A speedrun recipe: any train() YAML, then overrides. The corpus, its prefix and the budget come from the
     race's own arguments, so overriding them is an InputError rather than a setting silently replaced; so is
-    overriding what the auto recipe chooses (recipe.CHOSEN), unless recipe.mode=fixed is set too."""
+    overriding what the auto recipe chooses (recipe.AUTO_KEYS), unless recipe.mode=fixed is set too."""
     keys = [item.split("=", 1)[0].strip() for item in overrides]
     for key in keys:
         if key in SET_BY_THE_RACE:
             raise InputError(f"the speedrun sets {key} itself (from --minutes, --corpus and --full); drop --set {key}")
     cfg = load_config(str(path), overrides)
     for key in keys:
-        if cfg.recipe.mode == "auto" and key in CHOSEN:
+        if cfg.recipe.mode == "auto" and key in AUTO_KEYS:
             raise InputError(f"the auto recipe chooses {key} from this machine's speed; add --set recipe.mode=fixed "
                              f"to set it yourself")
     if cfg.tokenizer.type != "bpe":

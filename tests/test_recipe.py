@@ -1,4 +1,5 @@
-"""The budget-aware recipe: the rule's properties on fake measurements, and one real measurement of a tiny model."""
+"""The budget-aware recipe: the rule on worked examples and its properties on fake measurements, and one real
+measurement of a tiny model."""
 
 from __future__ import annotations
 
@@ -6,16 +7,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scratchllm.config import InputError, load_config, validate
+from scratchllm.config import InputError, load_config
 from scratchllm.recipe import (
     COMPILE_S,
     COMPILE_SPEEDUP,
     MIN_STEPS,
     SHAPES,
     WD_RANGE,
+    Prediction,
     apply_recipe,
     candidates,
     choose,
+    predict,
     weight_decay_for,
     with_overrides,
 )
@@ -29,7 +32,7 @@ factors = st.floats(1, 10)
 
 
 def _size(recipe) -> int:
-    return NAMES.index(recipe.why["chosen"]["shape"])
+    return NAMES.index(recipe.shape)
 
 
 def test_weight_decay_is_a_fifth_of_the_passes_within_its_clamp():
@@ -59,32 +62,44 @@ def test_a_longer_budget_never_picks_a_smaller_model_or_less_decay_for_the_same_
         assert long.overrides["train.weight_decay"] >= short.overrides["train.weight_decay"]
 
 
-@given(rates, seconds, data_tokens, st.booleans())
-def test_predicted_passes_are_tokens_per_second_times_seconds_over_the_split(tps, secs, tokens, compiled):
-    recipe = choose(tps, secs, tokens, compiled=compiled)
-    run = recipe.why["chosen"]
-    train_s = max(0.0, secs - COMPILE_S) if compiled else secs
-    rate = run["tokens_per_s"] * (COMPILE_SPEEDUP if compiled else 1.0)
-    assert run["tokens_per_s"] == tps[run["shape"]]
-    assert run["passes"] == pytest.approx(rate * train_s / tokens)
-    assert run["steps"] == int(rate * train_s // 4096)  # every candidate steps 4,096 tokens
-    assert recipe.overrides["train.weight_decay"] == weight_decay_for(run["passes"])
+def test_predict_worked_examples():
+    # 10,000 tokens/s for 100 s at 4,096 tokens a step, 500,000 tokens in the split: 1e6 tokens, 244 steps, 2 passes
+    assert predict(10_000, 100, 4096, 500_000, compiled=False) == Prediction(10_000, 1e6, 244, 2.0)
+    # compiled: 1.2 x 10,000 tokens/s for the 76 s left after 24 s of compiling: 912,000 tokens, 222 steps
+    assert (COMPILE_SPEEDUP, COMPILE_S) == (1.2, 24.0)
+    assert predict(10_000, 100, 4096, 500_000, compiled=True) == Prediction(10_000, 912_000, 222, 1.824)
+    assert predict(10_000, 20, 4096, 500_000, compiled=True).steps == 0  # the budget ends while compiling
 
 
-@given(rates, seconds, data_tokens)
-def test_the_largest_shape_that_makes_its_steps_is_chosen(tps, secs, tokens):
-    recipe = choose(tps, secs, tokens)
-    steps = {name: run["steps"] for name, run in recipe.why["shapes"].items()}
-    fits = [name for name in NAMES if steps[name] >= MIN_STEPS]
-    assert recipe.why["chosen"]["shape"] == (fits[-1] if fits else NAMES[0])
-    assert set(recipe.why["because"]) == {"shape", "train.weight_decay", "train.warmdown_frac"}
+def test_choose_on_each_side_of_min_steps():
+    assert MIN_STEPS == 800 and NAMES == ["3x256", "3x320"]  # both shapes step 32 x 128 = 4,096 tokens
+    # 3x320 at 33,000 tokens/s for 100 s: 3.3M tokens, 805 steps >= 800: the larger shape, 6.6 passes, wd 1.32
+    big = choose({"3x256": 50_000, "3x320": 33_000}, 100, 500_000)
+    assert (big.shape, big.chosen.steps, big.overrides["train.weight_decay"]) == ("3x320", 805, 1.32)
+    assert big.overrides["model.n_embd"] == 320 and big.because["shape"].startswith("3x320: the largest")
+    # at 32,000 tokens/s it makes 781 steps: the smaller shape, which makes 1,220 (10 passes, wd 2.0)
+    small = choose({"3x256": 50_000, "3x320": 32_000}, 100, 500_000)
+    assert (small.shape, small.chosen.steps, small.overrides["train.weight_decay"]) == ("3x256", 1220, 2.0)
+    # neither makes 800 (244 and 195 steps): the smallest, and the record says why
+    slow = choose({"3x256": 10_000, "3x320": 8_000}, 100, 500_000)
+    assert (slow.shape, slow.chosen.steps) == ("3x256", 244)
+    assert slow.because["shape"] == "3x256: no shape makes 800 steps, so the smallest"
+
+
+def test_grad_accum_multiplies_the_tokens_a_step():
+    recipe = choose({"3x256": 10_000, "3x320": 8_000}, 100, 500_000, grad_accum=2)
+    assert recipe.chosen.steps == 122  # 1e6 tokens / (2 x 4,096)
 
 
 @pytest.mark.parametrize("minutes", [1, 5])
 @given(rates, seconds, data_tokens)
-def test_every_choice_validates_on_the_speedrun_presets(minutes, tps, secs, tokens):
-    cfg = with_overrides(load_speedrun_preset(minutes), choose(tps, secs, tokens).overrides)
-    assert validate(cfg) is cfg and cfg.train.weight_decay >= WD_RANGE[0]
+def test_every_choice_applies_to_the_speedrun_presets(minutes, tps, secs, tokens):
+    recipe = choose(tps, secs, tokens)
+    cfg = with_overrides(load_speedrun_preset(minutes), recipe.overrides)
+    for key, value in recipe.overrides.items():
+        section, name = key.split(".")
+        assert getattr(getattr(cfg, section), name) == value, key
+    assert WD_RANGE[0] <= cfg.train.weight_decay <= WD_RANGE[1]
 
 
 def test_the_speedrun_shapes_are_candidates_and_any_other_shape_is_kept_alone():
