@@ -6,8 +6,8 @@ machine and chooses, in a fresh process with that many threads; then every confi
 for the budget in its own fresh process (empty inductor cache: compilation paid in full) and is scored on every val
 byte. The sweep varies one thing around the rule's choice and includes the choice itself:
   wd        the rule's weight decay x 0.5, 1, 2
-  shape     each candidate shape and each preset shape the recipe replaces, with the weight decay the rule gives
-            its own predicted passes
+  shape     each candidate shape and each of compared_shapes(), with the weight decay the rule gives its own predicted
+            passes
   warmdown  warm-down fractions 0.3, 0.5, 0.7
 Regret = the rule's val bits/byte - the sweep's best. Points accumulate in the results file (a point run again
 replaces its old entry), so the grid can be filled a subset at a time.
@@ -44,23 +44,32 @@ def prefix_of(data: str) -> int | None:
     return PREFIX_CHARS if data == "split" else None
 
 
+def compared_shapes() -> tuple:
+    """Shapes that are no candidate, trained in the shape sweep beside the candidates: speedrun-1min's 4x192 at
+    context 256 x 16, its shape until the shape sweep of 2026-12-05 (1 min, 2 threads, EPYC) found it losing to
+    3x256 (2.234 against 2.167)."""
+    from scratchllm.recipe import Shape
+
+    return (Shape("4x192", 4, 4, 192, 256, 16, 3e-3, 1.5e-4, False),)
+
+
 def rule_choice(minutes: float, threads: int, data: str) -> dict:
-    """The recipe's measurements and choice at this point (recipe.why), and under "replaced" what the budget
-    would buy the preset shapes it replaces (measured the same way)."""
+    """The recipe's measurements and choice at this point (recipe.why), and under "compared" what the budget
+    would buy compared_shapes() (measured the same way)."""
     import dataclasses
 
     import torch
 
-    from scratchllm.recipe import REPLACED, apply_recipe, measure, predict
+    from scratchllm.recipe import apply_recipe, measure, predict
     from scratchllm.speedrun import load_speedrun_preset, race_config
 
     torch.set_num_threads(threads)
     cfg = race_config(load_speedrun_preset(minutes), minutes, "shakespeare", prefix_of(data))
     why = apply_recipe(cfg).recipe.why
-    measured = measure(cfg, REPLACED)
-    why["replaced"] = {s.name: dataclasses.asdict(predict(measured[s.name].tokens_per_s, why["seconds"],
+    measured = measure(cfg, compared_shapes())
+    why["compared"] = {s.name: dataclasses.asdict(predict(measured[s.name].tokens_per_s, why["seconds"],
                                                           s.batch_size * s.block_size, why["data_tokens"],
-                                                          why["compiled"])) for s in REPLACED}
+                                                          why["compiled"])) for s in compared_shapes()}
     return why
 
 
@@ -109,7 +118,7 @@ def in_fresh_process(fn, *args):
 
 def sweep_configs(why: dict, sweep: str) -> list[dict]:
     """The sweep's configs as {"name", "shape", "overrides"}; the one named "rule" is the rule's own choice."""
-    from scratchllm.recipe import REPLACED, SHAPES, WARMDOWN_FRAC, weight_decay_for
+    from scratchllm.recipe import SHAPES, WARMDOWN_FRAC, weight_decay_for
 
     chosen = why["set"]
     if sweep == "wd":
@@ -119,17 +128,17 @@ def sweep_configs(why: dict, sweep: str) -> list[dict]:
     if sweep == "warmdown":
         return [{"name": "rule" if w == chosen["train.warmdown_frac"] else f"warmdown {w:g}",
                  "shape": why["chosen"]["shape"], "overrides": {**chosen, "train.warmdown_frac": w}} for w in WARMDOWNS]
-    runs = {**why["shapes"], **why["replaced"]}
+    runs = {**why["shapes"], **why["compared"]}
     return [{"name": "rule" if s.name == why["chosen"]["shape"] else s.name, "shape": s.name,
              "overrides": {**s.overrides(), "train.weight_decay": weight_decay_for(runs[s.name]["passes"]),
-                           "train.warmdown_frac": WARMDOWN_FRAC}} for s in SHAPES + REPLACED]
+                           "train.warmdown_frac": WARMDOWN_FRAC}} for s in SHAPES + compared_shapes()]
 
 
 def run_point(minutes: float, threads: int, data: str, sweep: str, clock: str) -> dict:
     why, load = in_fresh_process(rule_choice, minutes, threads, data)
     runs = []
     for config in sweep_configs(why, sweep):
-        steps = {**why["shapes"], **why["replaced"]}[config["shape"]]["steps"] if clock == "steps" else 0
+        steps = {**why["shapes"], **why["compared"]}[config["shape"]]["steps"] if clock == "steps" else 0
         result, run_load = in_fresh_process(train_one, minutes, threads, data, config["overrides"], steps)
         runs.append({**config, **result, "load_avg_1min": run_load})
         print(f"  {config['name']:>12}: val {result['bpb']['val']:.4f}  holdout {result['bpb']['holdout']:.4f}  "

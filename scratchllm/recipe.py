@@ -54,9 +54,6 @@ SHAPES = (
     Shape("3x256", 3, 4, 256, 128, 32, 2e-3, 1e-4, True),
     Shape("3x320", 3, 4, 320, 128, 32, 2e-3, 1e-4, True),
 )
-REPLACED = (Shape("4x192", 4, 4, 192, 256, 16, 3e-3, 1.5e-4, False),)
-"""Preset shapes the recipe replaces by a candidate: speedrun-1min's 4x192 at context 256 x 16 lost to 3x256 by
-0.07-0.08 bits/byte at the same ~400 steps (1 minute's worth, 2 threads, EPYC; results/recipe_regret.json)."""
 MIN_STEPS = 800
 """A larger shape is chosen only when the budget buys it this many optimizer steps: 3x256 won at ~1,000 steps (5
 minutes, EPYC) and 3x320 lost at ~600 there, but tied at ~1,400 (the faster machine)."""
@@ -159,19 +156,18 @@ def choose(tokens_per_s: dict[str, float], seconds: float, data_tokens: float, s
 
 
 def shape_of(cfg: RunConfig) -> Shape:
-    """cfg's shape; named after the candidate or replaced shape it equals, else "as configured"."""
+    """cfg's shape; named after the candidate it equals, else "as configured"."""
     m, t = cfg.model, cfg.train
     own = Shape("as configured", m.n_layer, m.n_head, m.n_embd, m.block_size, t.batch_size, t.lr, t.min_lr,
                 m.tie_weights)
-    same = [s for s in SHAPES + REPLACED if dataclasses.replace(s, name=own.name) == own]
+    same = [s for s in SHAPES if dataclasses.replace(s, name=own.name) == own]
     return same[0] if same else own
 
 
 def candidates(cfg: RunConfig) -> tuple[Shape, ...]:
-    """Every candidate shape when cfg's shape is one of them or a REPLACED one (the speedrun presets'); otherwise
-    cfg's own shape alone (another preset, or a shape set by hand), which the recipe measures but keeps."""
-    own = shape_of(cfg)
-    return SHAPES if own in SHAPES + REPLACED else (own,)
+    """Every candidate shape when cfg's shape is one of them (the speedrun presets'); otherwise cfg's own shape
+    alone (another preset, or a shape set by hand), which the recipe measures but keeps."""
+    return SHAPES if shape_of(cfg) in SHAPES else (shape_of(cfg),)
 
 
 def with_shape(cfg: RunConfig, shape: Shape) -> RunConfig:
