@@ -15,6 +15,7 @@ import dataclasses
 import os
 import statistics
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import torch
@@ -54,6 +55,9 @@ SHAPES = (
     Shape("3x256", 3, 4, 256, 128, 32, 2e-3, 1e-4, True),
     Shape("3x320", 3, 4, 320, 128, 32, 2e-3, 1e-4, True),
 )
+SHAPE_KEYS = tuple(SHAPES[0].overrides())
+"""What a Shape sets: layers, heads, width, context, tied head, batch, LR and its floor. They travel together, so
+a --set of any of them keeps the config's whole shape (`kept_because`)."""
 MIN_STEPS = 800
 """A larger shape is chosen only when the budget buys it this many optimizer steps: 3x256 won at ~1,000 steps (5
 minutes, EPYC) and 3x320 lost at ~600 there, but tied at ~1,400 (the faster machine)."""
@@ -134,17 +138,18 @@ def predict(tokens_per_s: float, seconds: float, tokens_per_step: int, data_toke
 
 
 def choose(tokens_per_s: dict[str, float], seconds: float, data_tokens: float, shapes=SHAPES,
-           compiled: bool = False, grad_accum: int = 1) -> Recipe:
+           compiled: bool = False, grad_accum: int = 1, kept: str | None = None) -> Recipe:
     """The rule, a pure function of the measurements (`tokens_per_s` per shape name), the budget and the training
     split's size in tokens: the largest shape that makes MIN_STEPS (else the smallest), weight decay WD_PER_PASS
-    x its passes (clamped to WD_RANGE), warm-down WARMDOWN_FRAC."""
+    x its passes (clamped to WD_RANGE), warm-down WARMDOWN_FRAC. `kept`: why `shapes` is the config's own shape
+    alone (`kept_because`), which the record then gives as the reason for the shape."""
     predicted = {s.name: predict(tokens_per_s[s.name], seconds, s.batch_size * s.block_size * grad_accum,
                                  data_tokens, compiled) for s in shapes}
     fits = [s for s in shapes if predicted[s.name].steps >= MIN_STEPS]
     shape = fits[-1] if fits else shapes[0]
     run = predicted[shape.name]
     because = {
-        "shape": ("the config's own shape, kept (not one of the candidates)" if len(shapes) == 1 else
+        "shape": (f"{shape.name}: the config's own shape, kept: {kept}" if kept else
                   f"{shape.name}: the largest shape making >= {MIN_STEPS} steps ({run.steps})" if fits else
                   f"{shape.name}: no shape makes {MIN_STEPS} steps, so the smallest"),
         "train.weight_decay": f"{WD_PER_PASS} x {run.passes:.2f} passes, clamped to {list(WD_RANGE)}",
@@ -164,10 +169,21 @@ def shape_of(cfg: RunConfig) -> Shape:
     return same[0] if same else own
 
 
-def candidates(cfg: RunConfig) -> tuple[Shape, ...]:
-    """Every candidate shape when cfg's shape is one of them (the speedrun presets'); otherwise cfg's own shape
-    alone (another preset, or a shape set by hand), which the recipe measures but keeps."""
-    return SHAPES if shape_of(cfg) in SHAPES else (shape_of(cfg),)
+def kept_because(cfg: RunConfig, set_by_hand: Collection[str] = ()) -> str | None:
+    """Why the recipe keeps cfg's own shape, or None when it chooses among SHAPES: it keeps a shape any of whose
+    SHAPE_KEYS was set by hand (`set_by_hand`: the dotted keys of the command's --set), and a shape that is not a
+    candidate (another preset's). Example: speedrun-5min with model.n_embd=320 set by hand is 3x320, a candidate,
+    and is kept."""
+    hand = [key for key in set_by_hand if key in SHAPE_KEYS]
+    if hand:
+        return f"set by hand ({', '.join(hand)})"
+    return None if shape_of(cfg) in SHAPES else "not one of the candidates"
+
+
+def candidates(cfg: RunConfig, set_by_hand: Collection[str] = ()) -> tuple[Shape, ...]:
+    """Every candidate shape, or cfg's own shape alone when the recipe keeps it (`kept_because`), which the recipe
+    then measures but does not change."""
+    return SHAPES if kept_because(cfg, set_by_hand) is None else (shape_of(cfg),)
 
 
 def with_shape(cfg: RunConfig, shape: Shape) -> RunConfig:
@@ -232,16 +248,17 @@ def training_tokens(cfg: RunConfig) -> int:
     return len(build_tokenizer(cfg.tokenizer, text).encode(text))
 
 
-def apply_recipe(cfg: RunConfig, steps: int = 3) -> RunConfig:
+def apply_recipe(cfg: RunConfig, steps: int = 3, set_by_hand: Collection[str] = ()) -> RunConfig:
     """cfg as the budget-aware recipe sets it, with recipe.why recording the measurements and the rule; cfg
-    unchanged when recipe.mode is "fixed". The budget is train.max_minutes (a clock-bounded run)."""
+    unchanged when recipe.mode is "fixed". The budget is train.max_minutes (a clock-bounded run); `set_by_hand`:
+    the keys the command's --set gave, so a shape set by hand is kept even when it equals a candidate."""
     if cfg.recipe.mode == "fixed":
         return cfg
-    shapes = candidates(cfg)
+    shapes = candidates(cfg, set_by_hand)
     measured = measure(cfg, shapes, steps)
     data_tokens = training_tokens(cfg)
     recipe = choose({name: m.tokens_per_s for name, m in measured.items()}, 60.0 * cfg.train.max_minutes,
-                    data_tokens, shapes, cfg.train.compile, cfg.train.grad_accum)
+                    data_tokens, shapes, cfg.train.compile, cfg.train.grad_accum, kept_because(cfg, set_by_hand))
     why = recipe.why(threads=torch.get_num_threads(), load_avg_1min=os.getloadavg()[0],
                      measured={name: dataclasses.asdict(m) for name, m in measured.items()})
     chosen = with_overrides(cfg, recipe.overrides)

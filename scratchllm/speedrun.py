@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import tempfile
+from collections.abc import Collection
 from pathlib import Path
 
 import torch
@@ -40,11 +41,18 @@ def load_speedrun_preset(minutes: float, overrides: list[str] = ()) -> RunConfig
     return load_speedrun_config(PRESETS / ("speedrun-1min.yaml" if minutes < 3 else "speedrun-5min.yaml"), overrides)
 
 
+def override_keys(overrides: list[str]) -> list[str]:
+    """The dotted keys of `key=value` overrides. Example: ["model.n_embd=320", "train.lr=1e-3"] -> ["model.n_embd",
+    "train.lr"]."""
+    return [item.split("=", 1)[0].strip() for item in overrides]
+
+
 def load_speedrun_config(path: str | Path, overrides: list[str] = ()) -> RunConfig:
     """A speedrun recipe: any train() YAML, then overrides. The corpus, its prefix and the budget come from the
     race's own arguments, so overriding them is an InputError rather than a setting silently replaced; so is
-    overriding what the auto recipe chooses (recipe.AUTO_KEYS), unless recipe.mode=fixed is set too."""
-    keys = [item.split("=", 1)[0].strip() for item in overrides]
+    overriding what the auto recipe chooses (recipe.AUTO_KEYS), unless recipe.mode=fixed is set too. A shape
+    override is kept by the auto recipe when speedrun() is given its key (`set_by_hand=override_keys(overrides)`)."""
+    keys = override_keys(overrides)
     for key in keys:
         if key in SET_BY_THE_RACE:
             raise InputError(f"the speedrun sets {key} itself (from --minutes, --corpus and --full); drop --set {key}")
@@ -90,14 +98,16 @@ def score_run(run_dir: Path, cfg: RunConfig, texts: dict[str, str]) -> dict:
 
 def speedrun(minutes: float, config: RunConfig | None = None, corpus: str = "shakespeare",
              prefix_chars: int | None = PREFIX_CHARS, out_dir: str | Path | None = None,
-             progress: bool = False) -> dict:
+             progress: bool = False, set_by_hand: Collection[str] = ()) -> dict:
     """Train the speedrun recipe for `minutes` of training time on the race's split of `corpus` (into `out_dir`,
     a temporary folder when None); return the report: val and holdout bits/byte, tokens/s, MFU, steps, params,
     peak memory, the val curve and the recipe (with recipe.why when the auto recipe chose it, which measures this
-    machine before the clock starts)."""
+    machine before the clock starts). `set_by_hand`: the keys of config's --set overrides (`override_keys`), so
+    the auto recipe keeps a shape set by hand."""
     if minutes <= 0:
         raise InputError(f"speedrun needs a positive number of minutes; got {minutes}")
-    cfg = apply_recipe(race_config(config or load_speedrun_preset(minutes), minutes, corpus, prefix_chars))
+    race = race_config(config or load_speedrun_preset(minutes), minutes, corpus, prefix_chars)
+    cfg = apply_recipe(race, set_by_hand=set_by_hand)
     with tempfile.TemporaryDirectory(prefix="speedrun-") as tmp:
         run_dir = Path(out_dir or tmp)
         summary = train(cfg, run_dir, progress=progress)

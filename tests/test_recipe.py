@@ -7,22 +7,26 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from scratchllm import speedrun as speedrun_module
 from scratchllm.config import InputError, load_config
 from scratchllm.recipe import (
     COMPILE_S,
     COMPILE_SPEEDUP,
     MIN_STEPS,
+    SHAPE_KEYS,
     SHAPES,
     WD_RANGE,
     Prediction,
     apply_recipe,
     candidates,
     choose,
+    kept_because,
     predict,
+    shape_of,
     weight_decay_for,
     with_overrides,
 )
-from scratchllm.speedrun import load_speedrun_preset, race_config
+from scratchllm.speedrun import load_speedrun_preset, override_keys, race_config, speedrun
 
 NAMES = [s.name for s in SHAPES]
 rates = st.fixed_dictionaries({name: st.floats(100, 1e6) for name in NAMES})
@@ -108,6 +112,36 @@ def test_the_speedrun_shapes_are_candidates_and_any_other_shape_is_kept_alone():
     assert len(candidates(load_speedrun_preset(5, ["model.n_layer=4"]))) == 1
 
 
+@pytest.mark.parametrize("key", SHAPE_KEYS)
+def test_a_shape_set_by_hand_is_kept_even_when_it_is_a_candidate(key):
+    cfg = load_speedrun_preset(5, ["model.n_embd=320"])  # 3x320, the other candidate
+    assert candidates(cfg) == SHAPES  # without the keys the recipe could not tell
+    assert [s.name for s in candidates(cfg, ["model.n_embd"])] == ["3x320"]
+    assert kept_because(load_speedrun_preset(5), [key, "train.beta1"]) == f"set by hand ({key})"
+    assert kept_because(load_speedrun_preset(5), ["train.beta1"]) is None  # not a shape key
+
+
+def test_a_kept_shape_is_recorded_as_kept_and_set_unchanged():
+    own = candidates(load_speedrun_preset(5, ["model.n_embd=320"]), ["model.n_embd"])
+    recipe = choose({"3x320": 50_000}, 100, 500_000, own, kept="set by hand (model.n_embd)")
+    assert recipe.shape == "3x320" and recipe.overrides["model.n_embd"] == 320
+    assert recipe.because["shape"] == "3x320: the config's own shape, kept: set by hand (model.n_embd)"
+
+
+def test_speedrun_passes_the_keys_set_by_hand_to_the_recipe(monkeypatch):
+    seen = {}
+
+    def stop(cfg, set_by_hand=()):
+        seen.update(shape=shape_of(cfg).name, keys=list(set_by_hand))
+        raise InterruptedError
+
+    monkeypatch.setattr(speedrun_module, "apply_recipe", stop)
+    overrides = ["model.n_embd=320", "train.beta1=0.8"]
+    with pytest.raises(InterruptedError):
+        speedrun(5, load_speedrun_preset(5, overrides), set_by_hand=override_keys(overrides))
+    assert seen == {"shape": "3x320", "keys": ["model.n_embd", "train.beta1"]}
+
+
 def test_fixed_recipe_is_the_preset_unchanged():
     cfg = load_speedrun_preset(5, ["recipe.mode=fixed"])
     assert apply_recipe(cfg) is cfg and cfg.recipe.why is None
@@ -126,4 +160,4 @@ def test_speedrun_refuses_to_set_what_the_auto_recipe_chooses():
     with pytest.raises(InputError, match="recipe.mode=fixed"):
         load_speedrun_preset(5, ["train.weight_decay=4"])
     assert load_speedrun_preset(5, ["recipe.mode=fixed", "train.weight_decay=4"]).train.weight_decay == 4
-    assert load_speedrun_preset(5, ["model.n_layer=4"]).model.n_layer == 4  # a shape set by hand is kept
+    assert load_speedrun_preset(5, ["model.n_layer=4"]).model.n_layer == 4  # a shape may be set by hand
