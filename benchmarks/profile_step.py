@@ -1,12 +1,13 @@
 """Where a training step goes: torch.profiler over the trainer's own step, tokens/s and MFU, and variants side by side.
 
-The model, optimizer, autocast and compiled regions are built with the package's own functions (session.build_model,
-session.wrap_model, optim.make_optimizer, device.*) and each step is train.train_step, so what is profiled is what
-`scratchllm train --preset speedrun-5min` runs. Batches are random token windows of the tokenizer's vocab size: the
-step's cost does not depend on which tokens they are. Shares are of the profiled steps' wall time: each op's own
-(self) time goes to a category by its name; views, reshapes and wrappers count as overhead, with Python and dispatch
-(wall time minus op time). MFU uses GPT.flops_per_token (6N + attention, as the trainer logs it) against a bf16
-matmul peak measured here at the model's shapes.
+The model, optimizer, autocast and compiled regions are built by recipe.step_runner with the package's own functions
+(session.build_model, session.wrap_model, optim.make_optimizer, device.*) and each step is train.train_step, so what
+is profiled is what `scratchllm train --preset speedrun-5min` runs (and what the budget-aware recipe times). Batches
+are random token windows of the tokenizer's vocab size: the step's cost does not depend on which tokens they are.
+Shares are of the profiled steps' wall time: each op's own (self) time goes to a category by its name; views,
+reshapes and wrappers count as overhead, with Python and dispatch (wall time minus op time). MFU uses
+GPT.flops_per_token (6N + attention, as the trainer logs it) against a bf16 matmul peak measured here at the model's
+shapes.
 
 Run (15-40 s each on an idle 2-core EPYC once inductor's cache holds the compiled graphs; a first compile adds ~15 s):
   nice -n 5 .venv/bin/python benchmarks/profile_step.py                      # eager + compiled profile
@@ -22,8 +23,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import json
-import os
 import time
 from pathlib import Path
 
@@ -31,13 +30,10 @@ import numpy as np
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from scratchllm import distributed, metrics
-from scratchllm.config import RunConfig, load_config
-from scratchllm.data import BatchStream
-from scratchllm.device import autocast, resolve_device, resolve_dtype
-from scratchllm.optim import make_optimizer
-from scratchllm.session import build_model, wrap_model
-from scratchllm.train import train_step
+from scratchllm import metrics
+from scratchllm.config import load_config, write_json
+from scratchllm.device import resolve_dtype
+from scratchllm.recipe import StepRunner, step_runner
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PEAK_SHAPES = [(4096, 256, 768), (4096, 256, 1024), (4096, 1024, 256)]
@@ -59,28 +55,17 @@ VARIANTS = {
 }
 
 
-@dataclasses.dataclass(kw_only=True)
+@dataclasses.dataclass
 class Runner:
-    """One variant's model, optimizer and batches, stepped as train.loop steps them."""
+    """One variant: the model, optimizer and random batches of recipe.step_runner, and the threads it steps with."""
 
     name: str
-    cfg: RunConfig
-    gpt: torch.nn.Module
-    """The GPT itself (for its FLOPs per token)."""
-    model: torch.nn.Module
-    """What the step calls (session.wrap_model's: compiled regions inside when train.compile)."""
-    optimizer: torch.optim.Optimizer
-    stream: BatchStream
-    device: torch.device
-    dtype: torch.dtype
+    run: StepRunner
     threads: int = 0
     """torch threads while this variant steps (0 = leave as is)."""
-    scaler: torch.amp.GradScaler = dataclasses.field(default_factory=lambda: torch.amp.GradScaler("cpu", enabled=False))
 
     def step(self) -> None:
-        t = self.cfg.train
-        micro = [self.stream.next() for _ in range(t.grad_accum)]
-        train_step(self.model, self.optimizer, micro, t, t.lr, lambda: autocast(self.device, self.dtype), self.scaler)
+        self.run.step()
 
     @contextlib.contextmanager
     def own_threads(self):
@@ -103,8 +88,7 @@ class Runner:
         return times
 
     def tokens_per_s(self, step_s: float) -> float:
-        t = self.cfg.train
-        return t.batch_size * t.grad_accum * self.cfg.model.block_size / step_s
+        return self.run.tokens_per_step / step_s
 
 
 def quick_step(times: list[float]) -> float:
@@ -114,23 +98,14 @@ def quick_step(times: list[float]) -> float:
 
 def build_runner(name: str, preset: str, overrides: list[str], optimizer: str = "fused",
                  compile_mode: str | None = None, threads: int = 0) -> Runner:
-    """The model and optimizer as session.setup builds them (vocab from the tokenizer config), on random windows."""
-    cfg = load_config(preset, overrides)
-    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, vocab_size=cfg.tokenizer.vocab_size))
-    device = resolve_device(cfg.train.device)
-    dtype = resolve_dtype(cfg.train.dtype, device)
-    model = build_model(cfg, device)
-    step_model = wrap_model(model, cfg, distributed.DistContext(device=str(device)))
+    """recipe.step_runner's model and optimizer (as session.setup builds them), then the variant's changes."""
+    run = step_runner(load_config(preset, overrides))
     if compile_mode:
-        model.compiled = ([torch.compile(b, mode=compile_mode) for b in model.transformer.h],
-                          torch.compile(model._head, mode=compile_mode))
-    opt = make_optimizer(model, cfg.train, device)
+        run.gpt.compiled = ([torch.compile(b, mode=compile_mode) for b in run.gpt.transformer.h],
+                            torch.compile(run.gpt._head, mode=compile_mode))
     if optimizer == "foreach":
-        opt = torch.optim.AdamW([{**g, "fused": None, "foreach": True} for g in opt.param_groups])
-    data = np.random.default_rng(0).integers(0, cfg.model.vocab_size, 200_000).astype(np.uint16)
-    stream = BatchStream(data, cfg.train.batch_size, cfg.model.block_size, seed=1, device=device)
-    return Runner(name=name, cfg=cfg, gpt=model, model=step_model, optimizer=opt, stream=stream, device=device,
-                  dtype=dtype, threads=threads)
+        run.optimizer = torch.optim.AdamW([{**g, "fused": None, "foreach": True} for g in run.optimizer.param_groups])
+    return Runner(name, run, threads)
 
 
 def variant_runner(name: str, preset: str, overrides: list[str]) -> Runner:
@@ -147,7 +122,8 @@ def variant_runner(name: str, preset: str, overrides: list[str]) -> Runner:
 
 
 def matmul_peaks(dtype: torch.dtype, repeats: int = 50) -> dict[str, float]:
-    """Best FLOP/s of torch.matmul at each of PEAK_SHAPES (best of `repeats` after one warm-up)."""
+    """Best FLOP/s of torch.matmul at each of PEAK_SHAPES (best of `repeats` after one warm-up). The loop of
+    metrics._best_matmul_flops, which times square n x n matmuls only: given an (m, k, n) shape it could serve both."""
     gen = torch.Generator().manual_seed(0)
     peaks = {}
     for m, k, n in PEAK_SHAPES:
@@ -246,9 +222,9 @@ def measure(runner: Runner, warmup: int, steps: int, profiled: int, peak: float,
         runner.step()
     warm_s = time.perf_counter() - start
     tps = tokens_per_s or runner.tokens_per_s(quick_step(runner.timed(steps)))
-    flops = runner.gpt.flops_per_token()
+    flops = runner.run.gpt.flops_per_token()
     return {"warmup_steps": warmup, "warmup_s": warm_s, "tokens_per_s": tps,
-            "step_ms": runner.cfg.train.batch_size * runner.cfg.model.block_size / tps * 1e3,
+            "step_ms": runner.run.tokens_per_step / tps * 1e3,
             "flops_per_token": flops, "mfu": metrics.mfu(flops, tps, peak), "profile": profile_steps(runner, profiled)}
 
 
@@ -274,13 +250,9 @@ def compare(runners: list[Runner], rounds: int, steps: int, warmup: int) -> dict
 
 
 def write_result(name: str, result: dict) -> Path:
-    """JSON under benchmarks/results, written to a temporary file and renamed into place."""
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / name
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, out)
-    return out
+    """JSON under benchmarks/results (config.write_json: a temporary file renamed into place)."""
+    write_json(RESULTS / name, result)
+    return RESULTS / name
 
 
 def print_profile(name: str, m: dict) -> None:

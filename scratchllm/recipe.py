@@ -18,13 +18,16 @@ import time
 from collections.abc import Collection
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from scratchllm.config import RunConfig, apply_overrides, validate
-from scratchllm.data import load_corpus, split_corpus
+from scratchllm.data import BatchStream, load_corpus, split_corpus
 from scratchllm.device import autocast, resolve_device, resolve_dtype
+from scratchllm.distributed import DistContext
+from scratchllm.model import GPT
 from scratchllm.optim import make_optimizer
-from scratchllm.session import build_model
+from scratchllm.session import build_model, wrap_model
 from scratchllm.tokenizer import build_tokenizer
 from scratchllm.train import train_step
 
@@ -205,39 +208,66 @@ class Speed:
 
 
 def measure(cfg: RunConfig, shapes=SHAPES, steps: int = 3) -> dict[str, Speed]:
-    """Tokens/s of a few real optimizer steps of each shape (cfg's autocast and optimizer, the vocab of its
-    tokenizer; random ids, as speed does not depend on them): a warm-up step left out, then the median of
-    `steps`. The shapes take their steps in turn, so a burst of other work on a shared machine slows them alike.
-    Eager."""
-    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, vocab_size=cfg.tokenizer.vocab_size))
-    device = resolve_device(cfg.train.device)
-    dtype = resolve_dtype(cfg.train.dtype, device)
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    runs = {shape.name: _step_of(with_shape(cfg, shape), device, dtype, scaler) for shape in shapes}
-    times = {name: [] for name in runs}
+    """Tokens/s of a few real optimizer steps of each shape (`step_runner`, eager): a warm-up step left out, then
+    the median of `steps`. The shapes take their steps in turn, so a burst of other work on a shared machine slows
+    them alike."""
+    eager = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, compile=False))
+    runners = {shape.name: step_runner(with_shape(eager, shape)) for shape in shapes}
+    times = {name: [] for name in runners}
     for _ in range(steps + 1):
-        for name, (step, _, _) in runs.items():
+        for name, runner in runners.items():
             tick = time.perf_counter()
-            step()
+            runner.step()
             times[name].append(time.perf_counter() - tick)
     result = {}
-    for name, (_, tokens, params) in runs.items():
+    for name, runner in runners.items():
         step_s = statistics.median(times[name][1:])
-        result[name] = Speed(tokens / step_s, 1000 * step_s, params)
+        result[name] = Speed(runner.tokens_per_step / step_s, 1000 * step_s, runner.gpt.num_params())
     return result
 
 
-def _step_of(run: RunConfig, device, dtype, scaler):
-    """(one real optimizer step of run's model on fixed random ids, tokens a step, parameters)."""
-    model, t = build_model(run, device), run.train
-    optimizer = make_optimizer(model, t, device)
-    ids = torch.randint(run.model.vocab_size, (t.batch_size, run.model.block_size + 1), device=device)
-    micro = [(ids[:, :-1], ids[:, 1:])] * t.grad_accum
+@dataclass
+class StepRunner:
+    """A config's model and optimizer as train() builds them, stepped as train() steps them, on random tokens."""
 
-    def step():
-        train_step(model, optimizer, micro, t, t.lr, lambda: autocast(device, dtype), scaler)
+    cfg: RunConfig
+    gpt: GPT
+    """The GPT itself (its parameters, FLOPs per token, compiled regions)."""
+    model: torch.nn.Module
+    """What the step calls (session.wrap_model's: compiled regions inside when train.compile)."""
+    optimizer: torch.optim.Optimizer
+    batches: BatchStream
+    device: torch.device
+    dtype: torch.dtype
+    scaler: torch.amp.GradScaler
 
-    return step, t.batch_size * run.model.block_size * t.grad_accum, model.num_params()
+    @property
+    def tokens_per_step(self) -> int:
+        t = self.cfg.train
+        return t.batch_size * t.grad_accum * self.cfg.model.block_size
+
+    def step(self) -> None:
+        """One optimizer step of train.grad_accum micro-batches at the peak LR (train.train_step)."""
+        t = self.cfg.train
+        micro = [self.batches.next() for _ in range(t.grad_accum)]
+        train_step(self.model, self.optimizer, micro, t, t.lr, lambda: autocast(self.device, self.dtype), self.scaler)
+
+
+def step_runner(cfg: RunConfig, random_tokens: int = 200_000) -> StepRunner:
+    """cfg's model (with the vocab of its tokenizer), compiled regions when train.compile, optimizer, autocast and
+    scaler, built by the trainer's own functions (session.build_model and wrap_model, optim.make_optimizer), on
+    windows of `random_tokens` random ids: a step's cost does not depend on which ids, so no corpus is read.
+    What `measure` times and benchmarks/profile_step.py profiles."""
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, vocab_size=cfg.tokenizer.vocab_size))
+    device = resolve_device(cfg.train.device)
+    dtype = resolve_dtype(cfg.train.dtype, device)
+    gpt = build_model(cfg, device)
+    model = wrap_model(gpt, cfg, DistContext(device=str(device)))
+    ids = np.random.default_rng(0).integers(0, cfg.model.vocab_size, random_tokens)
+    return StepRunner(cfg=cfg, gpt=gpt, model=model, optimizer=make_optimizer(gpt, cfg.train, device),
+                      batches=BatchStream(ids, cfg.train.batch_size, cfg.model.block_size, seed=1, device=device),
+                      device=device, dtype=dtype,
+                      scaler=torch.amp.GradScaler(device.type, enabled=dtype == torch.float16))
 
 
 def training_tokens(cfg: RunConfig) -> int:
