@@ -17,7 +17,7 @@ from scratchllm.doctor import diagnose_run
 from scratchllm.finetune import BUILTIN, FROM_CORPUS, finetune
 from scratchllm.recipe import apply_recipe
 from scratchllm.report import build_report
-from scratchllm.runfolder import SAMPLES, read_jsonl_lenient
+from scratchllm.runfolder import CHAT, SAMPLES, read_jsonl_lenient
 from scratchllm.tokenizer.compare import compare_tokenizers, write_comparison
 from scratchllm.train import train
 from scratchllm.viz import render_all
@@ -63,8 +63,8 @@ def _final_samples(run_dir: Path) -> list[dict]:
 def _answer(run_dir: Path, corpus: str, minutes: float) -> None:
     """The finetuning stage: the model taught to answer questions about its corpus, then a few of its answers."""
     data = BUILTIN if corpus == "shakespeare" else f"{FROM_CORPUS}{corpus}"
-    _say(f"finetuning on {data} for {minutes:.1f} min -> {run_dir / 'chat'}")
-    report = finetune(run_dir, data, run_dir / "chat", minutes, eval_questions=FINETUNE_QUESTIONS)["qa_eval"]
+    _say(f"finetuning on {data} for {minutes:.1f} min -> {run_dir / CHAT}")
+    report = finetune(run_dir, data, run_dir / CHAT, minutes, eval_questions=FINETUNE_QUESTIONS)["qa_eval"]
     acc = report["accuracy"]
     _say(f"held-out answers: finetuned {acc['finetuned']:.0%}, base {acc['base']:.0%}, majority "
          f"{acc['majority']:.0%} of {report['questions']} questions")
@@ -90,16 +90,18 @@ def quickstart(corpus: str = "shakespeare", minutes: float = 8.0, out_dir: str |
     _say(f"training {preset} on {corpus} for up to {cfg.train.max_minutes:.1f} min -> {run_dir}")
     summary = train(cfg, run_dir)
     _say(f"val {summary['final_val_bpb']:.3f} bits/byte after {summary['steps']} steps")
+    for sample in _final_samples(run_dir):
+        print(f"--- sample (prompt {sample['prompt']!r}) ---\n{sample['prompt']}{sample['text']}\n")
+    _answer(run_dir, corpus, (minutes - AFTER_TRAINING_S / 60) * FINETUNE_SHARE)
     _say("comparing tokenizers on a sample of the corpus")
     _compare(text, cfg.tokenizer.vocab_size, run_dir)
     notes: list[str] = []
     figures = render_all(run_dir, notes)
     _say(f"{len(figures)} figure files in {run_dir / 'figures'}" + "".join(f"\n  skipped: {n}" for n in notes))
-    findings = diagnose_run(run_dir)
-    _say(f"doctor: {len(findings)} finding(s)" + "".join(f"\n  {f.severity}: {f.symptom}" for f in findings))
+    for folder in (run_dir, run_dir / CHAT):
+        findings = diagnose_run(folder)
+        _say(f"doctor ({folder}): {len(findings)} finding(s)"
+             + "".join(f"\n  {f.severity}: {f.symptom}" for f in findings))
     pdf = build_report(run_dir)
-    for sample in _final_samples(run_dir):
-        print(f"--- sample (prompt {sample['prompt']!r}) ---\n{sample['prompt']}{sample['text']}\n")
-    _answer(run_dir, corpus, (minutes - AFTER_TRAINING_S / 60) * FINETUNE_SHARE)
     _say(f"guide written to {pdf} ({time.monotonic() - started:.0f} s in all)")
     return pdf

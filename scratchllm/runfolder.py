@@ -34,6 +34,8 @@ ATTENTION = "attention"
 PROBE = "attention/probe.json"
 CHECKPOINTS = "checkpoints"
 FIGURES = "figures"
+QA_EVAL = "qa_eval.json"  # a finetune's scores on held-out questions
+CHAT = "chat"  # the quickstart's finetuning stage: a run folder inside the run folder
 ATTENTION_ARRAYS = ("att", "q", "k", "v")
 
 

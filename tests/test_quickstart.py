@@ -23,3 +23,5 @@ def test_quickstart_leaves_a_complete_run_folder(tiny_corpus_file, tmp_path):
     assert f"{summary['final_val_bpb']:.4f}" in text  # the guide prints bits per byte to 4 places
     qa = json.loads((run / "chat" / "qa_eval.json").read_text())  # the finetuning stage, on questions from the corpus
     assert qa["questions"] > 0 and set(qa["accuracy"]) == {"finetuned", "base", "majority"}
+    assert (run / "chat" / "doctor.json").is_file()  # the finetune is diagnosed too
+    assert "Teaching it to answer" in text  # the guide is built after the finetune, so it tells it

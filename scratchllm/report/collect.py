@@ -21,12 +21,14 @@ import numpy as np
 from scratchllm.chat import CHAT_TOKENS
 from scratchllm.config import InputError
 from scratchllm.runfolder import (
+    CHAT,
     CHECKPOINTS,
     CONFIG,
     DOCTOR,
     FIGURES,
     METRICS,
     PROBE,
+    QA_EVAL,
     SAMPLES,
     SUMMARY,
     TOKENIZER,
@@ -42,8 +44,6 @@ from scratchllm.runfolder import (
 
 REPO = Path(__file__).resolve().parents[2]
 COMPARISON = "tokenizer_comparison.json"
-QA_EVAL = "qa_eval.json"  # finetune.py's evaluation of held-out questions
-CHAT = "chat"  # the quickstart's finetuning stage, a run folder inside the run folder
 EXCERPTS = {  # key -> dotted name of the function or class the guide quotes
     "get_stats": "scratchllm.tokenizer.basic.get_stats",
     "merge": "scratchllm.tokenizer.basic.merge",
