@@ -220,6 +220,9 @@ class DataConfig:
     mask: str = "assistant"
     """Finetuning only: which tokens of a conversation are trained: "assistant" (the replies and their end token)
     or "all" (the prompt too)."""
+    replay: float = 0.25
+    """Finetuning only: the share of each batch's rows that are windows of the base run's own training text, all
+    trained, so the model keeps its first job while it learns the new one (0 = conversations only)."""
 
 
 @dataclass
@@ -352,6 +355,8 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise InputError("train.lr must be > 0 and train.min_lr >= 0")
     if cfg.data.mask not in ("assistant", "all"):
         raise InputError(f"data.mask must be assistant or all; got {cfg.data.mask!r}")
+    if not 0 <= cfg.data.replay < 1:
+        raise InputError(f"data.replay is a share of each batch, from 0 up to (not including) 1; got {cfg.data.replay}")
     if t.schedule not in SCHEDULES:
         raise InputError(f"train.schedule must be one of {', '.join(SCHEDULES)}; got {t.schedule!r}")
     if cfg.recipe.mode not in RECIPE_MODES:

@@ -25,37 +25,53 @@ from scratchllm.device import autocast, resolve_device, resolve_dtype
 from scratchllm.evaluate import contiguous_batches, score, token_byte_lengths
 from scratchllm.model import GPT
 from scratchllm.qa import Question, corpus_qa, shakespeare_qa
-from scratchllm.runfolder import CONFIG, read_json
+from scratchllm.runfolder import CONFIG, QA_EVAL, read_json
 from scratchllm.session import Start
 from scratchllm.sft_data import load_conversations, split_conversations
 from scratchllm.train import train
 
 BUILTIN = "shakespeare-qa"
 FROM_CORPUS = "corpus-qa:"  # corpus-qa:PATH: next-line and fill-the-gap questions made from any corpus
-QA_EVAL = "qa_eval.json"
 FORGET_TOKENS = 32_768  # held-out base-corpus tokens scored before and after finetuning: seconds on 2 cores
 
 
 class ConversationStream:
     """Rendered (ids, mask) conversations visited in epochs, batch_size at a time, each batch padded to its
     longest: (x, y) with y = -1 on untrained targets and padding. The order comes from (seed, epoch), so the state
-    is (seed, epoch, position) and resumes exactly, as data.BatchStream's."""
+    is (seed, epoch, position) and resumes exactly, as data.BatchStream's.
 
-    def __init__(self, rendered: list, batch_size: int, seed: int, device="cpu"):
+    With `replay` (the base run's training ids) and `replay_rows` > 0, that many rows of each batch are instead
+    random windows of the base text, as long as the batch's longest conversation and trained on every token: a
+    finetune on conversations alone soon forgets the corpus (bits/byte on it can double in two minutes). The
+    windows are drawn from (seed, epoch, position) too, so resuming stays exact."""
+
+    def __init__(self, rendered: list, batch_size: int, seed: int, device="cpu", replay: np.ndarray | None = None,
+                 replay_rows: int = 0):
         if not rendered:
             raise InputError("no conversation fits the model's context: nothing to finetune on")
         self.rendered, self.batch_size, self.seed, self.device = rendered, batch_size, seed, device
+        self.replay = replay
+        self.replay_rows = min(replay_rows, batch_size - 1) if replay is not None and len(replay) > 1 else 0
         self._begin(0, 0)
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        draw = np.random.default_rng((self.seed, self.epoch, self.position, 1))
         picked: list[int] = []
-        while len(picked) < self.batch_size:
+        while len(picked) < self.batch_size - self.replay_rows:
             if self.position == len(self.order):
                 self._begin(self.epoch + 1, 0)
-            take = self.order[self.position:self.position + self.batch_size - len(picked)].tolist()
+            take = self.order[self.position:self.position + self.batch_size - self.replay_rows - len(picked)].tolist()
             picked += take
             self.position += len(take)
-        return make_batch([self.rendered[i] for i in picked], device=self.device)
+        rows = [self.rendered[i] for i in picked]
+        return make_batch(rows + self._replay_windows(draw, max(len(ids) for ids, _ in rows)), device=self.device)
+
+    def _replay_windows(self, draw: np.random.Generator, length: int) -> list[tuple[list[int], list[int]]]:
+        if not self.replay_rows:
+            return []
+        length = min(length, len(self.replay))
+        starts = draw.integers(0, len(self.replay) - length + 1, size=self.replay_rows)
+        return [(self.replay[s:s + length].tolist(), [1] * length) for s in starts]
 
     def get_state(self) -> torch.Tensor:
         return torch.tensor([self.seed, self.epoch, self.position])
@@ -72,8 +88,8 @@ class ConversationStream:
 
 def load_questions(data: str) -> tuple[list[Question], list[Question]]:
     """(train, held-out) questions: the built-in set split by passage, questions made from a corpus
-    (corpus-qa:PATH, split by paragraph), or a user's conversations split 95/5
-    (held-out single-turn ones become questions whose answer is the reply)."""
+    (corpus-qa:PATH, split by paragraph), or a user's conversations split 95/5: each is trained whole, and scored
+    on its first exchange (the first user turn asked, the first reply as the answer)."""
     if data == BUILTIN:
         qa = shakespeare_qa()
         return qa.train, qa.test
@@ -91,7 +107,7 @@ def load_questions(data: str) -> tuple[list[Question], list[Question]]:
     def as_question(messages) -> Question:
         user = next(m["content"] for m in messages if m["role"] == "user")
         reply = next(m["content"] for m in messages if m["role"] == "assistant")
-        return Question("held-out", user, reply, group="")
+        return Question("held-out", user, reply, group="", conversation=tuple(messages))
 
     return [as_question(m) for m in train], [as_question(m) for m in held]
 
@@ -125,6 +141,14 @@ def _batches(rendered: list, batch_size: int, count: int, device) -> list:
             for i in range(0, min(len(rendered), batch_size * count), batch_size)]
 
 
+def _base_text(base_run: Path) -> np.ndarray | None:
+    """The base run's encoded training split, or None when it kept none (then the finetune replays nothing)."""
+    try:
+        return load_split(base_run / "data", "train")
+    except (OSError, ValueError):
+        return None
+
+
 def make_start(base_run: Path, cfg: RunConfig, train_q: list[Question], held_q: list[Question]) -> Start:
     """The base model and tokenizer with the chat tokens, and the rendered conversations as batches."""
     model, tokenizer, _ = load_model(base_run)
@@ -141,7 +165,10 @@ def make_start(base_run: Path, cfg: RunConfig, train_q: list[Question], held_q: 
               for name, r in (("train", rendered), ("val", held))}
     records = {"conversations": len(train_q), "dropped": dropped, "cut": cut,
                "untrained": sum(not any(m) for _, m in rendered)}
-    return Start(tokenizer, model.state_dict(), ConversationStream(rendered, t.batch_size, t.seed + 1, device), evals,
+    replay = _base_text(base_run) if cfg.data.replay > 0 else None
+    stream = ConversationStream(rendered, t.batch_size, t.seed + 1, device, replay,
+                                replay_rows=round(cfg.data.replay * t.batch_size))
+    return Start(tokenizer, model.state_dict(), stream, evals,
                  {"corpus": cfg.data.corpus, "splits": splits, "records": records},
                  held_q[0].question if held_q else train_q[0].question)
 
@@ -189,6 +216,7 @@ def finetune(base_run: str | Path, data: str, out_dir: str | Path, minutes: floa
     report = evaluate_qa(spread_over_kinds(held_q, eval_questions), train_q, finetuned=tuned[:2], base=base_model[:2],
                          max_new_tokens=32)
     report["mask"], report["base_run"], report["records"] = mask, str(base_run), start.meta["records"]
+    report["replay"] = cfg.data.replay if start.batches.replay_rows else 0.0
     report["base_corpus_bpb"] = base_corpus_bpb(base_run, {"base": base_model[0], "finetuned": tuned[0]}, cfg)
     write_json(out_dir / QA_EVAL, report)
     return {"summary": summary, "qa_eval": report}

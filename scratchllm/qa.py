@@ -18,7 +18,7 @@ import re
 import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from scratchllm.data import load_corpus
 
@@ -44,6 +44,9 @@ class Question:
     group: str
     word: str = ""
     """For "theme": the word a correct reply contains (any line with it will do)."""
+    conversation: tuple[dict, ...] = field(default=(), compare=False)
+    """A user's whole conversation (system turn, later turns) when the question was read from one: trained whole,
+    while `question` and `answer` are its first exchange."""
 
     @property
     def gold(self) -> str:
@@ -51,6 +54,8 @@ class Question:
         return normalise(self.word or self.answer)
 
     def messages(self) -> list[dict]:
+        if self.conversation:
+            return list(self.conversation)
         return [{"role": "user", "content": self.question}, {"role": "assistant", "content": self.answer}]
 
 
@@ -190,9 +195,10 @@ def parse_persons(lines: Sequence[str]) -> tuple[list[tuple[str, str]], int]:
 
 def _is_role(description: str) -> bool:
     """A description that says who someone is: not empty, and not the tail of an entry shared with the line above
-    ("ANTIPHOLUS OF SYRACUSE, and Aemelia, but unknown ..." continues its neighbour's description)."""
+    ("ANTIPHOLUS OF SYRACUSE, and Aemelia, but unknown ...", "DROMIO OF SYRACUSE, the two Antipholuses" continue
+    their neighbours'). "the Weaver" or "the right Duke of Milan" is a role of its own."""
     words = normalise(description).split()
-    return bool(words) and words[0] not in ("and", "but", "the", "two")
+    return bool(words) and words[0] not in ("and", "but") and words[:2] != ["the", "two"]
 
 
 def _is_heading(lines: Sequence[str], i: int) -> bool:

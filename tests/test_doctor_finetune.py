@@ -26,8 +26,9 @@ def _finetune(base, data, out, steps: int, *overrides: str):
 
 @pytest.fixture(scope="module")
 def learned(finetune_base, tmp_path_factory):
-    """100 steps: the template is learned (every answer ends), the number words pushed Shakespeare out."""
-    return _finetune(*finetune_base, tmp_path_factory.mktemp("learned") / "run", 100)
+    """100 steps on the number words alone (no replay of the base text): the template is learned (every answer
+    ends), and the number words pushed Shakespeare out."""
+    return _finetune(*finetune_base, tmp_path_factory.mktemp("learned") / "run", 100, "data.replay=0")
 
 
 @pytest.fixture(scope="module")
@@ -87,3 +88,10 @@ def test_truncated_conversations_are_found(finetune_base, tmp_path, learned):
 def test_forgetting_is_found_and_a_light_touch_is_not(learned, barely):
     assert "forgetting" in learned
     assert "forgetting" not in barely
+
+
+def test_replaying_the_base_text_keeps_the_same_finetune_from_forgetting(finetune_base, tmp_path, learned):
+    """The same 100 steps with a quarter of each batch drawn from the base run's text (the default)."""
+    replayed = _finetune(*finetune_base, tmp_path / "run", 100)
+    assert "forgetting" in learned and "forgetting" not in replayed
+    assert "never_ends" not in replayed  # and the template is still learned

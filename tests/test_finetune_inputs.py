@@ -49,3 +49,20 @@ def test_finetune_config_trains_its_own_settings_not_the_base_recipe():
     cfg = finetune_config(base, "shakespeare-qa", 1.0, "assistant", [])
     assert cfg.recipe == RecipeConfig(mode="fixed") and cfg.recipe.why is None
     assert to_dict(cfg)["recipe"] == {"mode": "fixed", "why": None}  # what the finetune's config.json records
+
+
+def test_a_users_conversations_are_trained_whole_and_scored_on_their_first_exchange(tmp_path):
+    conversations = [{"messages": [{"role": "system", "content": f"Answer in {n} words."},
+                                   {"role": "user", "content": f"Who is {n}?"},
+                                   {"role": "assistant", "content": f"Person {n}."},
+                                   {"role": "user", "content": "And then?"},
+                                   {"role": "assistant", "content": f"Later {n}."}]} for n in range(60)]
+    path = tmp_path / "chats.jsonl"
+    path.write_text("".join(json.dumps(c) + "\n" for c in conversations), encoding="utf-8")
+    train, held = load_questions(str(path))
+    assert len(train) + len(held) == len(conversations) and held
+    whole = {json.dumps(c["messages"]) for c in conversations}
+    for question in train + held:
+        assert json.dumps(question.messages()) in whole  # system turn and second exchange kept for training
+        n = question.question.removeprefix("Who is ").removesuffix("?")
+        assert question.answer == f"Person {n}."  # scored on the first reply

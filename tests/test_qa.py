@@ -80,6 +80,15 @@ def test_read_plays_finds_the_plays_and_their_persons(shakespeare_text):
     assert "Macbeth" in {speaker for _, speaker, _ in plays["Macbeth"].speeches}
 
 
+def test_persons_described_with_the_are_kept_and_continued_entries_are_not(shakespeare_text):
+    plays = {p.title: dict(p.persons) for p in read_plays(shakespeare_text)}
+    assert plays["The Tempest"]["Prospero"] == "the right Duke of Milan"
+    assert plays["A Midsummer Night's Dream"]["Bottom"] == "the Weaver"
+    errors = plays["The Comedy of Errors"]
+    assert "Dromio of Ephesus" in errors and "Dromio of Syracuse" not in errors  # "the two Antipholuses" continues
+    assert "Antipholus of Syracuse" not in errors  # "and Aemelia, but unknown ..." continues the line above
+
+
 def test_corpus_qa_asks_next_line_and_fill_the_gap_of_any_text(shakespeare_text):
     qa = corpus_qa(shakespeare_text[:300_000], seed=0)
     squeezed = " ".join(shakespeare_text[:300_000].split())  # questions quote lines with their spaces squeezed
