@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from scratchllm import speedrun as speedrun_module
 from scratchllm.config import InputError, load_config
+from scratchllm.data import load_corpus, split_corpus
 from scratchllm.recipe import (
     COMPILE_S,
     COMPILE_SPEEDUP,
@@ -23,10 +24,13 @@ from scratchllm.recipe import (
     kept_because,
     predict,
     shape_of,
+    spread_sample,
+    training_tokens,
     weight_decay_for,
     with_overrides,
 )
-from scratchllm.speedrun import load_speedrun_preset, override_keys, race_config, speedrun
+from scratchllm.speedrun import PREFIX_CHARS, load_speedrun_preset, override_keys, race_config, speedrun
+from scratchllm.tokenizer import build_tokenizer
 
 NAMES = [s.name for s in SHAPES]
 rates = st.fixed_dictionaries({name: st.floats(100, 1e6) for name in NAMES})
@@ -142,6 +146,28 @@ def test_speedrun_passes_the_keys_set_by_hand_to_the_recipe(monkeypatch):
     assert seen == {"shape": "3x320", "keys": ["model.n_embd", "train.beta1"]}
 
 
+def test_spread_sample_takes_even_slices():
+    assert spread_sample("abcdefgh", pieces=2, chars=2) == "abef"
+    assert spread_sample("abc", pieces=2, chars=2) == "abc"  # no longer than the sample: the whole text
+
+
+def test_a_split_no_longer_than_the_sample_is_counted_exactly(tiny_corpus_file):
+    cfg = race_config(load_config("tiny"), 0.5, str(tiny_corpus_file), None)
+    text = "\n\n".join(split_corpus(load_corpus(str(tiny_corpus_file)), cfg.data.val_fraction)["train"])
+    estimate = training_tokens(cfg)
+    assert estimate.bytes == estimate.sample_bytes == len(text.encode())
+    assert estimate.tokens == len(build_tokenizer(cfg.tokenizer, text).encode(text))  # what train() will count
+
+
+def test_the_speedrun_splits_token_estimate_is_within_2_percent():
+    cfg = race_config(load_speedrun_preset(5), 5, "shakespeare", PREFIX_CHARS)
+    text = "\n\n".join(split_corpus(load_corpus("shakespeare").head(PREFIX_CHARS), cfg.data.val_fraction)["train"])
+    exact = len(build_tokenizer(cfg.tokenizer, text).encode(text))
+    estimate = training_tokens(cfg)
+    assert exact == 389_804 and estimate.sample_bytes == 200_000
+    assert estimate.tokens == pytest.approx(exact, rel=0.02)  # 384,421: -1.4%
+
+
 def test_fixed_recipe_is_the_preset_unchanged():
     cfg = load_speedrun_preset(5, ["recipe.mode=fixed"])
     assert apply_recipe(cfg) is cfg and cfg.recipe.why is None
@@ -153,6 +179,7 @@ def test_auto_recipe_measures_a_tiny_model_and_records_why(tiny_corpus_file, one
     why = chosen.recipe.why
     assert why["chosen"]["shape"] == "as configured" and why["measured"]["as configured"]["tokens_per_s"] > 0
     assert why["chosen"]["passes"] == pytest.approx(why["chosen"]["tokens"] / why["data_tokens"])
+    assert why["data_tokens"] == why["data_estimate"]["sample_tokens"]  # the tiny split is its own sample
     assert chosen.model == cfg.model and chosen.train.weight_decay == weight_decay_for(why["chosen"]["passes"])
 
 
