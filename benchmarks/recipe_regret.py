@@ -9,8 +9,10 @@ byte. The sweep varies one thing around the rule's choice and includes the choic
   shape     each candidate shape and each of compared_shapes(), with the weight decay the rule gives its own predicted
             passes
   warmdown  warm-down fractions 0.3, 0.5, 0.7
-Regret = the rule's val bits/byte - the sweep's best. Points accumulate in the results file (a point run again
-replaces its old entry), so the grid can be filled a subset at a time.
+Regret = the rule's val bits/byte - the sweep's best. Points accumulate in the results file: a cell of the table
+(budget, threads, data, sweep) run again gains a repeat beside its earlier runs, so the grid can be filled a subset
+at a time and a cell's spread read. Each point stores the rule's constants; points of another rule are stale and
+left out of the table printed at the end.
 On a machine shared with other work, --clock steps trains each config for the steps the rule predicted for its
 shape instead of the wall clock, so what the others take from the CPU does not change what is compared (the
 measurement that made the prediction still sees them).
@@ -150,6 +152,43 @@ def run_point(minutes: float, threads: int, data: str, sweep: str, clock: str) -
             "regret": rule["bpb"]["val"] - best["bpb"]["val"]}
 
 
+def rule_constants() -> dict:
+    """The rule's settings, stored with each point: a point made under other ones is stale (`is_stale`)."""
+    from scratchllm import recipe
+
+    return {"shapes": [s.name for s in recipe.SHAPES], "min_steps": recipe.MIN_STEPS,
+            "wd_per_pass": recipe.WD_PER_PASS, "wd_range": list(recipe.WD_RANGE),
+            "warmdown_frac": recipe.WARMDOWN_FRAC}
+
+
+def point_key(point: dict) -> tuple:
+    """(budget in minutes, threads, data, sweep): the cell of the regret table a point fills."""
+    return point["minutes"], point["threads"], point["data"], point["sweep"]
+
+
+def merge(saved: dict, point: dict) -> dict:
+    """saved's points with `point` added: every run is kept, so repeats of one cell (point_key) accumulate beside
+    the other cells; the list is ordered by cell, then oldest first. Example: points at (1, 2, split, wd) and
+    (5, 2, split, wd), then another at (1, 2, split, wd) -> the two (1, ...) runs first, then the (5, ...) one."""
+    return {"points": sorted([*saved.get("points", []), point], key=point_key)}  # a stable sort keeps run order
+
+
+def is_stale(point: dict, constants: dict) -> bool:
+    """Whether a point was made by another rule than `constants` (or was marked "stale" by hand)."""
+    return "stale" in point or point.get("rule_constants") != constants
+
+
+def table(points: list[dict], constants: dict) -> list[str]:
+    """One line per cell: the current rule's runs there, their regrets and the best configs; stale points left out."""
+    cells: dict[tuple, list[dict]] = {}
+    for point in points:
+        if not is_stale(point, constants):
+            cells.setdefault(point_key(point), []).append(point)
+    return [f"{m:g} min, {t} thread(s), {d}, {sweep}: {len(ps)} run(s), regret "
+            + ", ".join(f"{p['regret']:.4f} ({p['best']}, clock {p.get('clock', 'wall')})" for p in ps)
+            for (m, t, d, sweep), ps in cells.items()]
+
+
 def main(argv: list[str] | None = None) -> None:
     from scratchllm.config import write_json
 
@@ -164,16 +203,15 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     out = Path(args.out)
     saved = json.loads(out.read_text()) if out.is_file() else {"points": []}
+    constants = rule_constants()
     for minutes, threads, data, sweep in itertools.product(args.budgets, args.threads, args.data, args.sweep):
         print(f"{minutes:g} min, {threads} thread(s), {data}, sweep {sweep}", flush=True)
         point = run_point(minutes, threads, data, sweep, args.clock)
         print(f"  regret {point['regret']:.4f} (best: {point['best']})", flush=True)
-        same = (minutes, threads, data, sweep, args.clock)
-        points = [p for p in saved["points"]
-                  if (p["minutes"], p["threads"], p["data"], p["sweep"], p.get("clock", "wall")) != same]
         machine = {**hardware_info(), "date": time.strftime("%Y-%m-%d %H:%M")}
-        saved = {"machine": machine, "points": [*points, {**point, "machine": machine}]}
+        saved = merge(saved, {**point, "rule_constants": constants, "machine": machine})
         write_json(out, saved)
+    print("\n".join(table(saved["points"], constants)))
 
 
 if __name__ == "__main__":
