@@ -2,8 +2,9 @@
 
 Quality is reported in bits per byte so models with different tokenizers compare on the same text: a token that
 stands for 4 bytes and costs 8 bits scores 2 bits/byte. The trainer scores fixed random windows at each
-evaluation; the speedrun scores every held-out byte in contiguous windows. Both come here. Targets of -1 (masked,
-as in finetuning) count neither nats nor bytes. It owns no training and no data format.
+evaluation; the speedrun and finetuning score every held-out byte in contiguous windows (exact_bpb). All come
+here. Targets of -1 (masked, as in finetuning) count neither nats nor bytes. It owns no training and no data
+format.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Iterable, Iterator
 import torch
 from torch.nn import functional as F
 
+from scratchllm.device import autocast, resolve_device, resolve_dtype
 from scratchllm.model import GPT
 from scratchllm.tokenizer import Tokenizer
 
@@ -54,3 +56,14 @@ def score(model: GPT, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], byte
     model.train(was_training)
     return {"loss": nats / max(tokens, 1), "bpb": nats / math.log(2) / max(n_bytes, 1.0), "tokens": tokens,
             "bytes": n_bytes}
+
+
+def exact_bpb(model: GPT, ids, tokenizer: Tokenizer, block_size: int, device: str = "auto",
+              dtype: str = "auto") -> dict:
+    """score() over every id of `ids` after the first, in contiguous windows of block_size, on the config's
+    `device` and `dtype` (names as train.device / train.dtype take them); the model moves there."""
+    where = resolve_device(device)
+    precision = resolve_dtype(dtype, where)
+    ids = torch.as_tensor(ids, dtype=torch.long).to(where)
+    return score(model.to(where), contiguous_batches(ids, block_size), token_byte_lengths(tokenizer),
+                 lambda: autocast(where, precision))

@@ -21,13 +21,14 @@ from scratchllm.chat import add_chat_tokens, grow_vocab, has_chat_tokens, make_b
 from scratchllm.checkpoint import load_model
 from scratchllm.config import InputError, RecipeConfig, RunConfig, apply_overrides, from_dict, write_json
 from scratchllm.data import load_corpus, load_split
-from scratchllm.device import autocast, resolve_device, resolve_dtype
-from scratchllm.evaluate import contiguous_batches, score, token_byte_lengths
+from scratchllm.device import resolve_device
+from scratchllm.evaluate import exact_bpb
 from scratchllm.model import GPT
 from scratchllm.qa import Question, corpus_qa, shakespeare_qa
 from scratchllm.runfolder import CONFIG, QA_EVAL, read_json
 from scratchllm.session import Start
 from scratchllm.sft_data import load_conversations, split_conversations
+from scratchllm.tokenizer import Tokenizer
 from scratchllm.train import train
 
 BUILTIN = "shakespeare-qa"
@@ -183,19 +184,18 @@ def mask_preview(base_run: str | Path, data: str, mask: str = "assistant", count
     return "\n\n".join(show_mask(tokenizer, ids, trained, color) for ids, trained in rendered)
 
 
-def base_corpus_bpb(base_run: Path, models: dict[str, GPT], cfg: RunConfig, tokens: int = FORGET_TOKENS) -> dict:
-    """Bits per byte of each model on the first `tokens` of the base run's held-out text: what finetuning cost the
-    model at its first job (the doctor flags a rise). {} when the base run kept no encoded val split."""
+def base_corpus_bpb(base_run: Path, models: dict[str, GPT], tokenizer: Tokenizer, cfg: RunConfig,
+                    tokens: int = FORGET_TOKENS) -> dict:
+    """Bits per byte of each model on the first `tokens` of the base run's held-out text (encoded by the base run's
+    `tokenizer`): what finetuning cost the model at its first job (the doctor flags a rise). {} when the base run
+    kept no encoded val split."""
     try:
         val = load_split(base_run / "data", "val")[:tokens + 1]
     except (OSError, ValueError):
         return {}
-    device = resolve_device(cfg.train.device)
-    dtype = resolve_dtype(cfg.train.dtype, device)
-    ids = torch.from_numpy(val.astype(np.int64)).to(device)
-    lengths = token_byte_lengths(load_model(base_run)[1])
-    return {name: score(model.to(device), contiguous_batches(ids, cfg.model.block_size), lengths,
-                        lambda: autocast(device, dtype))["bpb"] for name, model in models.items()}
+    ids = torch.from_numpy(val.astype(np.int64))
+    return {name: exact_bpb(model, ids, tokenizer, cfg.model.block_size, cfg.train.device, cfg.train.dtype)["bpb"]
+            for name, model in models.items()}
 
 
 def finetune(base_run: str | Path, data: str, out_dir: str | Path, minutes: float = 2.0, mask: str = "assistant",
@@ -217,6 +217,7 @@ def finetune(base_run: str | Path, data: str, out_dir: str | Path, minutes: floa
                          max_new_tokens=32)
     report["mask"], report["base_run"], report["records"] = mask, str(base_run), start.meta["records"]
     report["replay"] = cfg.data.replay if start.batches.replay_rows else 0.0
-    report["base_corpus_bpb"] = base_corpus_bpb(base_run, {"base": base_model[0], "finetuned": tuned[0]}, cfg)
+    report["base_corpus_bpb"] = base_corpus_bpb(base_run, {"base": base_model[0], "finetuned": tuned[0]},
+                                                base_model[1], cfg)
     write_json(out_dir / QA_EVAL, report)
     return {"summary": summary, "qa_eval": report}
