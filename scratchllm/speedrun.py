@@ -17,13 +17,10 @@ import tempfile
 from collections.abc import Collection
 from pathlib import Path
 
-import torch
-
 from scratchllm.checkpoint import load_model
 from scratchllm.config import PRESETS, InputError, RunConfig, load_config
 from scratchllm.data import DOC_SEPARATOR, Corpus, load_corpus, split_corpus
-from scratchllm.device import autocast, resolve_device, resolve_dtype
-from scratchllm.evaluate import contiguous_batches, score, token_byte_lengths
+from scratchllm.evaluate import exact_bpb
 from scratchllm.metrics import peak_rss_mb
 from scratchllm.recipe import AUTO_KEYS, apply_recipe
 from scratchllm.runfolder import CONFIG, METRICS, read_json, read_jsonl
@@ -85,15 +82,8 @@ def race_split(corpus: Corpus, prefix_chars: int | None = PREFIX_CHARS) -> dict[
 def score_run(run_dir: Path, cfg: RunConfig, texts: dict[str, str]) -> dict:
     """Exact bits per byte of the run's final model over every byte of each text."""
     model, tokenizer, _ = load_model(run_dir)
-    device = resolve_device(cfg.train.device)
-    model, lengths = model.to(device), token_byte_lengths(tokenizer)
-    dtype = resolve_dtype(cfg.train.dtype, device)
-    result = {}
-    for name, text in texts.items():
-        ids = torch.tensor(tokenizer.encode(text), dtype=torch.long, device=device)
-        result[name] = score(model, contiguous_batches(ids, cfg.model.block_size), lengths,
-                             lambda: autocast(device, dtype))
-    return result
+    return {name: exact_bpb(model, tokenizer.encode(text), tokenizer, cfg.model.block_size, cfg.train.device,
+                            cfg.train.dtype) for name, text in texts.items()}
 
 
 def speedrun(minutes: float, config: RunConfig | None = None, corpus: str = "shakespeare",
