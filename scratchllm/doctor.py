@@ -15,9 +15,9 @@ import re
 from pathlib import Path
 
 from scratchllm.config import InputError, write_json
-from scratchllm.doctor_finetune import diagnose_finetune, read_qa_eval
+from scratchllm.doctor_finetune import diagnose_finetune
 from scratchllm.doctor_rules import DEFAULT, Finding, Thresholds, no_target
-from scratchllm.runfolder import is_finite, read_jsonl
+from scratchllm.runfolder import is_finite, read_jsonl, read_qa_eval
 
 
 def _train(records: list[dict]) -> list[dict]:

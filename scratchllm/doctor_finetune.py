@@ -3,15 +3,14 @@
 A finetune's qa_eval.json (answers that end or leak a turn token, training records dropped or cut, bits/byte on the
 base corpus before and after) feeds rules a pretraining run has no data for: never_ends, template_leak, all_masked,
 truncated, forgetting. `diagnose_finetune` runs them all; doctor.py adds them to a run's diagnosis when the run
-folder holds a qa_eval.json (`read_qa_eval`). Pure rules as in doctor.py; this module does not finetune or score.
+folder holds a qa_eval.json (runfolder.read_qa_eval). Pure rules as in doctor.py; this module does not finetune or
+score.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from scratchllm.doctor_rules import DEFAULT, Finding, Thresholds, no_target
-from scratchllm.runfolder import QA_EVAL, is_finite, read_json
+from scratchllm.runfolder import is_finite
 
 
 def rule_never_ends(qa_eval: dict, th: Thresholds = DEFAULT) -> list[Finding]:
@@ -105,8 +104,3 @@ def diagnose_finetune(metrics: list[dict], qa_eval: dict, th: Thresholds = DEFAU
     return (rule_never_ends(qa_eval, th) + rule_template_leak(qa_eval, th) + rule_all_masked(metrics, qa_eval)
             + rule_truncated(qa_eval, th) + rule_forgetting(qa_eval, th))
 
-
-def read_qa_eval(run_dir) -> dict | None:
-    """A finetune run's qa_eval.json, or None when the run is no finetune (or the file is unreadable)."""
-    value = read_json(Path(run_dir) / QA_EVAL)
-    return value if isinstance(value, dict) else None

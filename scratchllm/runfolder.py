@@ -108,6 +108,13 @@ def read_json(path: Path):
         return None
 
 
+def read_qa_eval(run_dir) -> dict | None:
+    """A finetune's qa_eval.json, or None when the folder has none (no finetune, or not scored yet) or it is no JSON
+    object."""
+    value = read_json(Path(run_dir) / QA_EVAL)
+    return value if isinstance(value, dict) else None
+
+
 def read_probe(run_dir) -> dict:
     """attention/probe.json as {"text", "token_ids", "tokens"}; missing or broken parts come back empty."""
     probe = read_json(Path(run_dir) / PROBE)

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 
-from scratchllm.chat import CHAT_TOKENS
 from scratchllm.config import InputError
 from scratchllm.runfolder import (
     CHAT,
@@ -39,8 +38,11 @@ from scratchllm.runfolder import (
     read_json,
     read_jsonl_lenient,
     read_probe,
+    read_qa_eval,
     require_run,
 )
+from scratchllm.tokenizer import load_tokenizer
+from scratchllm.tokenizer.chat_tokens import has_chat_tokens
 
 REPO = Path(__file__).resolve().parents[2]
 COMPARISON = "tokenizer_comparison.json"
@@ -267,8 +269,6 @@ def read_attention(run: Path, missing: list[str]) -> Attention | None:
 
 
 def _read_tokenizer(run: RunSummary) -> None:
-    from scratchllm.tokenizer import load_tokenizer
-
     path = run.run_dir / TOKENIZER
     if not path.is_file():
         path = run.run_dir / CHECKPOINTS / "latest" / TOKENIZER
@@ -304,28 +304,36 @@ def _read_metrics(run: RunSummary) -> None:
         bucket.extend(r for r in records if r.get("kind") == kind)
 
 
-def collect_finetune(path: Path) -> RunSummary:
-    """A finetune run folder read for the finetuning chapter only: config, summary, metrics, tokenizer, figures
-    and qa_eval.json (None, with a note, when the finetune has not been scored)."""
+def _read_run(path: Path) -> RunSummary:
+    """What every chapter starts from: config, summary, metrics, tokenizer and figures."""
     run = RunSummary(path)
     run.config = _json_or_note(path / CONFIG, run.missing, "no resolved config") or {}
     run.summary = _json_or_note(path / SUMMARY, run.missing, "no run summary (written when training ends)") or {}
     _read_metrics(run)
     _read_tokenizer(run)
     run.figures = {p.stem: p for p in sorted((path / FIGURES).glob("*.png"))}
-    _read_qa_eval(run)
     return run
 
 
-def _read_qa_eval(run: RunSummary) -> None:
-    qa_eval = _json_or_note(run.run_dir / QA_EVAL, run.missing, "the finetune was not scored on held-out questions")
-    run.qa_eval = qa_eval if isinstance(qa_eval, dict) else None
+def collect_finetune(path: Path) -> RunSummary:
+    """A finetune run folder read for the finetuning chapter only: what every run folder holds and qa_eval.json
+    (None, with a note, when the finetune has not been scored)."""
+    run = _read_run(path)
+    run.qa_eval = read_qa_eval(path)
+    if run.qa_eval is None:
+        run.missing.append(f"{QA_EVAL}: " + ("unreadable (not a JSON object)" if (path / QA_EVAL).is_file()
+                                             else "the finetune was not scored on held-out questions"))
+    return run
 
 
 def is_finetune(run_dir: Path) -> bool:
-    """A finetune run folder: it holds qa_eval.json, or its tokenizer.json has the chat turn tokens."""
-    specials = (read_json(run_dir / TOKENIZER) or {}).get("special_tokens") or {}
-    return (run_dir / QA_EVAL).is_file() or all(t in specials for t in CHAT_TOKENS)
+    """A finetune run folder: it holds qa_eval.json, or its tokenizer has the chat turn tokens."""
+    if (run_dir / QA_EVAL).is_file():
+        return True
+    try:
+        return has_chat_tokens(load_tokenizer(run_dir / TOKENIZER))
+    except InputError:  # absent or unreadable: no chat model to tell
+        return False
 
 
 def finetune_dir(run_dir: Path) -> Path | None:
@@ -339,26 +347,19 @@ def finetune_dir(run_dir: Path) -> Path | None:
 def collect(run_dir, bench_dir=None) -> RunSummary:
     """Read a run folder (and benchmark results) into a RunSummary; a folder that is no run is an InputError."""
     path = require_run(run_dir, "report")
-    run = RunSummary(path)
-    run.config = _json_or_note(path / CONFIG, run.missing, "no resolved config") or {}
-    run.summary = _json_or_note(path / SUMMARY, run.missing, "no run summary (written when training ends)") or {}
-    _read_metrics(run)
+    stage = finetune_dir(path)
+    run = collect_finetune(path) if stage == path else _read_run(path)
     run.samples = _records_or_note(path / SAMPLES, run.missing, "no samples")
-    _read_tokenizer(run)
     run.comparison = _json_or_note(path / COMPARISON, run.missing, "no tokenizer comparison")
     doctor = _json_or_note(path / DOCTOR, run.missing, "the doctor has not examined this run")
     run.doctor = [d for d in doctor if isinstance(d, dict)] if isinstance(doctor, list) else None
     if doctor is not None and run.doctor is None:
         run.missing.append("doctor.json: unreadable (not a list of findings)")
-    run.figures = {p.stem: p for p in sorted((path / FIGURES).glob("*.png"))}
     if not run.figures:
         run.missing.append("figures/: no figures (none could be drawn from what this run folder holds)")
     run.attention = read_attention(path, run.missing)
     _read_model(run)
     run.benchmarks = read_benchmarks(bench_dir)
     run.excerpts = {key: excerpt(name) for key, name in EXCERPTS.items()}
-    stage = finetune_dir(path)
     run.chat = run if stage == path else collect_finetune(stage) if stage else None
-    if stage == path:
-        _read_qa_eval(run)
     return run
