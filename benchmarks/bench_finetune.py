@@ -13,7 +13,6 @@ Writes benchmarks/results/finetune.json, with the machine.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from scratchllm.config import load_config
+from scratchllm.config import load_config, write_json
 from scratchllm.finetune import BUILTIN, finetune
 from scratchllm.metrics import hardware_info
 from scratchllm.runfolder import SUMMARY, read_json
@@ -58,15 +57,6 @@ def verdict(rows: dict) -> dict:
         return {"winner": "tie", "separated": False, "margin": 0.0}
     return {"winner": win, "separated": best["interval"][0] > other["interval"][1],
             "margin": best["accuracy"] - other["accuracy"]}
-
-
-def write_atomic(path: Path, obj: dict) -> None:
-    """JSON written to a temporary file beside `path`, then renamed over it: a killed run leaves no half file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 def run(args: argparse.Namespace, runs: Path) -> dict:
@@ -109,7 +99,7 @@ def main() -> None:
     else:
         with tempfile.TemporaryDirectory(prefix="bench_finetune_") as runs:
             result = run(args, Path(runs))
-    write_atomic(args.out, result)
+    write_json(args.out, result)  # temp file + rename: a killed run leaves no half file
     print(f"winner: {result['winner']} by {result['margin']:.1%} of accuracy "
           f"({'intervals disjoint' if result['separated'] else 'intervals overlap'}) -> {args.out}")
 
