@@ -309,11 +309,12 @@ RECIPE_MODES = ("auto", "fixed")
 class RecipeConfig:
     """Whether the budget-aware recipe (recipe.py) sets the run, and its record of why."""
 
-    mode: str = "auto"
-    """How `scratchllm speedrun` and `quickstart` (the commands that own a wall-clock budget) set a run: "auto"
-    measures this machine first and chooses the shape among the speedrun shapes (when the preset's shape is one
-    of them), the weight decay from the passes over the data and the warm-down (recipe.py); "fixed" trains the
-    settings as given. `scratchllm train` always trains the settings as given."""
+    mode: str = "fixed"
+    """How `scratchllm speedrun` and `quickstart` (the commands that own a wall-clock budget) set a run: "fixed"
+    trains the settings as given; "auto", which the speedrun presets set, measures this machine first and chooses
+    the shape among the speedrun shapes (when the preset's shape is one of them), the weight decay from the passes
+    over the data and the warm-down (recipe.py): a rule measured on the speedrun shapes only, so not the default.
+    `scratchllm train` always trains the settings as given."""
     why: dict | None = None
     """Written by the auto recipe, not by hand: the tokens/s it measured per shape, the steps, tokens and passes
     it predicted, and the rule behind each value it set (None when nothing was chosen)."""

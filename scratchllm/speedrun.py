@@ -5,8 +5,8 @@ as nanoGPT's Shakespeare), the holdout (the corpus's last 10%, never used for a 
 per byte over every held-out byte). The training is `train()`'s, with a preset from configs/ (speedrun-1min.yaml,
 speedrun-5min.yaml: a "wsd" schedule that ends at its floor when the clock does, evaluations left out of the
 budget), so `scratchllm train --preset speedrun-5min` and `scratchllm speedrun --minutes 5` run the same thing
-with `--set recipe.mode=fixed`; by default the speedrun first lets the budget-aware recipe (recipe.py) measure this
-machine and choose the shape, weight decay and warm-down the budget suits.
+with `--set recipe.mode=fixed`; the speedrun presets set recipe.mode auto, so the speedrun first lets the
+budget-aware recipe (recipe.py) measure this machine and choose the shape, weight decay and warm-down the budget suits.
 It does not own the baseline it is judged against (benchmarks/nanogpt_baseline.py).
 """
 

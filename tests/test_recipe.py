@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from scratchllm import speedrun as speedrun_module
 from scratchllm.config import InputError, load_config
 from scratchllm.data import load_corpus, split_corpus
+from scratchllm.quickstart import quickstart_config
 from scratchllm.recipe import (
     COMPILE_S,
     COMPILE_SPEEDUP,
@@ -173,8 +174,16 @@ def test_fixed_recipe_is_the_preset_unchanged():
     assert apply_recipe(cfg) is cfg and cfg.recipe.why is None
 
 
+def test_the_auto_recipe_is_the_speedrun_presets_choice_and_no_other_presets(tiny_corpus_file):
+    assert load_speedrun_preset(1).recipe.mode == load_speedrun_preset(5).recipe.mode == "auto"
+    assert quickstart_config().recipe.mode == "auto"  # quickstart's default preset is speedrun-5min
+    for name in ("tiny", "shakespeare-bpe", "gpt2-124m"):  # the rule was measured on the speedrun shapes only
+        cfg = race_config(load_config(name), 0.5, str(tiny_corpus_file), None)
+        assert cfg.recipe.mode == quickstart_config(preset=name).recipe.mode == "fixed" and apply_recipe(cfg) is cfg
+
+
 def test_auto_recipe_measures_a_tiny_model_and_records_why(tiny_corpus_file, one_thread):
-    cfg = race_config(load_config("tiny"), 0.5, str(tiny_corpus_file), None)
+    cfg = race_config(load_config("tiny", ["recipe.mode=auto"]), 0.5, str(tiny_corpus_file), None)
     chosen = apply_recipe(cfg, steps=2)
     why = chosen.recipe.why
     assert why["chosen"]["shape"] == "as configured" and why["measured"]["as configured"]["tokens_per_s"] > 0
