@@ -1,12 +1,13 @@
 """The budget-aware recipe: measure what this machine trains per second, then choose the run that fits the budget.
 
-A fixed preset is tuned for one machine's pace: five minutes buy ~1,000 steps of speedrun-5min on a 2-core EPYC
-but ~2,100 on a 2-core Xeon with AMX, where the same weight decay let the model overfit the 1.1 MB split. So before
-the clock starts, `measure` times a few real training steps of each candidate shape (the real model, autocast and
-optimizer step), and `choose`, a pure function of (tokens/s, budget, training tokens), picks the shape, the
-weight decay from the passes over the data, and the warm-down. `apply_recipe` is the one call speedrun and
-quickstart make; it records what it measured and why in the config (`recipe.why`, saved in config.json).
-It owns no loop (train.py) and no setting (config.py); the measurements behind each constant: benchmarks/SPEEDRUN.md.
+A fixed preset is tuned for one machine's pace: five minutes buy speedrun-5min 929-1,201 steps on a 2-core EPYC
+but 2,093 on a 2-core Xeon with AMX (issue 21), where the same weight decay let the model overfit the 1.1 MB split.
+So before the clock starts, `measure` times a few real training steps of each candidate shape (the real model,
+autocast and optimizer step), and `choose`, a pure function of (tokens/s, budget, training tokens), picks the
+shape, the weight decay from the passes over the data, and the warm-down. `apply_recipe` is the one call speedrun
+and quickstart make; it records what it measured and why in the config (`recipe.why`, saved in config.json).
+It owns no loop (train.py) and no setting (config.py). The measurements behind each constant, and what is not
+measured yet: benchmarks/SPEEDRUN.md, "The budget-aware recipe: measurements" (MEASUREMENTS below).
 """
 
 from __future__ import annotations
@@ -52,8 +53,8 @@ class Shape:
                 "train.batch_size": self.batch_size, "train.lr": self.lr, "train.min_lr": self.min_lr}
 
 
-# Smallest first; both step 4,096 tokens. 3x256 at 128 x 32 is speedrun-5min's shape; 3x320 tied it at ~2,100
-# steps on the faster machine (2.041 vs 2.037) and lost at ~1,000 on the EPYC.
+MEASUREMENTS = 'benchmarks/SPEEDRUN.md, "The budget-aware recipe: measurements"'
+# Smallest first; both step 4,096 tokens; 3x256 is both speedrun presets' shape. How they compared: MEASUREMENTS.
 SHAPES = (
     Shape("3x256", 3, 4, 256, 128, 32, 2e-3, 1e-4, True),
     Shape("3x320", 3, 4, 320, 128, 32, 2e-3, 1e-4, True),
@@ -62,26 +63,26 @@ SHAPE_KEYS = tuple(SHAPES[0].overrides())
 """What a Shape sets: layers, heads, width, context, tied head, batch, LR and its floor. They travel together, so
 a --set of any of them keeps the config's whole shape (`kept_because`)."""
 MIN_STEPS = 800
-"""A larger shape is chosen only when the budget buys it this many optimizer steps: 3x256 won at ~1,000 steps (5
-minutes, EPYC) and 3x320 lost at ~600 there, but tied at ~1,400 (the faster machine)."""
+"""A larger shape is chosen only when the budget buys it this many optimizer steps. Not itself measured: no race of
+3x320 against 3x256 lies near 800 steps (MEASUREMENTS)."""
 WD_PER_PASS = 0.2
-"""Weight decay per pass over the training split: wd 2 was best at ~8-10 passes (EPYC), wd 4 at ~17-20 (Xeon)."""
+"""Weight decay per pass over the training split: 2 at 10 passes and 4 at 20, the best decays measured at ~8-10
+and ~20 passes (MEASUREMENTS)."""
 WD_RANGE = (0.1, 6.0)
-"""Clamp of the passes-derived weight decay: 0.1 is GPT-2's (few passes, nothing to regularise); wd 8 lost badly
-at 17 passes (2.137 vs 2.036), so the rule never goes that far."""
+"""Clamp of the passes-derived weight decay: 0.1 is GPT-2's; 6 stays below the 8 that lost at ~17 passes."""
 WARMDOWN_FRAC = 0.5
-"""Share of the budget the LR falls over: 0.7 tied 0.5 at ~17 passes; nothing measured argues for moving it."""
+"""Share of the budget the LR falls over, fixed: the one alternative measured, 0.7, tied it (MEASUREMENTS)."""
 AUTO_KEYS = ("train.weight_decay", "train.warmdown_frac", "recipe.why")
 """Keys the auto recipe always sets (the shape only when the config's shape is a candidate): a --set of them
 would be silently replaced, so the speedrun refuses it unless recipe.mode is "fixed"."""
 COMPILE_SPEEDUP = 1.2
-"""Compiled regions' tokens/s over eager (EPYC: 362 vs 434 ms a step); `measure` times eager steps, since one
-compilation per candidate would cost ~24 s each."""
+"""Compiled regions' tokens/s over eager (EPYC, MEASUREMENTS); `measure` times eager steps, since compiling each
+candidate would cost COMPILE_S."""
 COMPILE_S = 24.0
 """Seconds of the budget the first compiled step spends compiling (EPYC, empty inductor cache)."""
 SAMPLE_PIECES, PIECE_CHARS = 40, 5_000
 """`training_tokens` trains its tokenizer on 40 pieces of 5,000 characters spread over the training split (200,000
-characters): -1.4% against the run's own count on nanoGPT's 1.1 MB split, -0.9% on the whole corpus (SPEEDRUN.md)."""
+characters); its error against the run's own count: MEASUREMENTS."""
 
 
 @dataclass(frozen=True)
@@ -159,7 +160,7 @@ def choose(tokens_per_s: dict[str, float], seconds: float, data_tokens: float, s
                   f"{shape.name}: the largest shape making >= {MIN_STEPS} steps ({run.steps})" if fits else
                   f"{shape.name}: no shape makes {MIN_STEPS} steps, so the smallest"),
         "train.weight_decay": f"{WD_PER_PASS} x {run.passes:.2f} passes, clamped to {list(WD_RANGE)}",
-        "train.warmdown_frac": f"fixed at {WARMDOWN_FRAC}: 0.7 tied it at ~17 passes",
+        "train.warmdown_frac": f"fixed at {WARMDOWN_FRAC} ({MEASUREMENTS})",
     }
     overrides = {**shape.overrides(), "train.weight_decay": weight_decay_for(run.passes),
                  "train.warmdown_frac": WARMDOWN_FRAC}
