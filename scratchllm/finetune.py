@@ -3,8 +3,9 @@
 What is finetuning's own is the start and the scoring, not the loop: the base run's weights with the chat tokens
 added (chat.py grows the embedding), conversations rendered with a loss mask as the batch source, held-out
 conversations as the evaluation, and afterwards qa_eval.json: exact-match accuracy of the finetuned model against
-the base model (few-shot prompted) and the majority answer. `train()` does the rest, so a finetune resumes, rolls
-back and writes its run folder like any run. Data: the built-in `shakespeare-qa`, or a user's JSON/JSONL file.
+the base model (few-shot prompted) and the majority answer, and the first training conversation's ids and mask
+(mask_example, which the guide shows). `train()` does the rest, so a finetune resumes, rolls back and writes its
+run folder like any run. Data: the built-in `shakespeare-qa`, or a user's JSON/JSONL file.
 """
 
 from __future__ import annotations
@@ -217,6 +218,8 @@ def finetune(base_run: str | Path, data: str, out_dir: str | Path, minutes: floa
                          max_new_tokens=32)
     report["mask"], report["base_run"], report["records"] = mask, str(base_run), start.meta["records"]
     report["replay"] = cfg.data.replay if start.batches.replay_rows else 0.0
+    ids, trained = start.batches.rendered[0]  # the first training conversation as trained: the guide shows its mask
+    report["mask_example"] = {"ids": [int(i) for i in ids], "mask": [int(m) for m in trained]}
     report["base_corpus_bpb"] = base_corpus_bpb(base_run, {"base": base_model[0], "finetuned": tuned[0]},
                                                 base_model[1], cfg)
     write_json(out_dir / QA_EVAL, report)

@@ -14,11 +14,12 @@ from pypdf import PdfReader
 
 from scratchllm.finetune import finetune
 from scratchllm.report import CHAPTER_TITLES, build_report
-from scratchllm.report.chapters.finetuning import TITLE, accuracy_rows, mask_pieces
+from scratchllm.report.chapters.finetuning import TITLE, mask_pieces
 from scratchllm.report.collect import collect_finetune
 from scratchllm.report.pdf import TRAINED
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+NUMBER = CHAPTER_TITLES.index(TITLE) + 1  # the chapter's number in the guide
 
 
 @pytest.fixture(scope="module")
@@ -32,11 +33,24 @@ def runs(tmp_path_factory, finetune_base):
     return base, base / "chat", qa_eval
 
 
+def _text(pdf) -> str:
+    """The whole guide's text, whitespace removed."""
+    return re.sub(r"\s+", "", "\n".join(page.extract_text() for page in PdfReader(pdf).pages))
+
+
 def _chapter(pdf) -> str:
     """The text of the finetuning chapter, whitespace removed."""
-    text = re.sub(r"\s+", "", "\n".join(page.extract_text() for page in PdfReader(pdf).pages))
-    start = text.index("CHAPTER8" + re.sub(r"\s+", "", TITLE))
-    return text[start:text.index("CHAPTER9")]
+    text = _text(pdf)
+    start = text.index(f"CHAPTER{NUMBER}" + re.sub(r"\s+", "", TITLE))
+    return text[start:text.index(f"CHAPTER{NUMBER + 1}")]
+
+
+def _cells(chat, kind: str) -> list[str]:
+    """The accuracy table's cells for one question type, computed from qa_eval.json itself: "42%(33–51%)" for
+    the base model, the finetuned model and the majority answer, in the table's column order."""
+    by_type = json.loads((chat / "qa_eval.json").read_text())["by_type"]
+    return [f"{100 * c['accuracy']:.0f}%({100 * c['interval'][0]:.0f}–{100 * c['interval'][1]:.0f}%)"
+            for c in (by_type[model][kind] for model in ("base", "finetuned", "majority"))]
 
 
 def test_chapter_is_registered_before_troubleshooting():
@@ -47,11 +61,12 @@ def test_finetune_run_guide_tells_template_mask_loss_accuracy_and_answers(runs, 
     _, chat, qa_eval = runs
     pdf = build_report(chat, tmp_path / "guide.pdf", bench_dir=tmp_path)
     chapter = _chapter(pdf)
-    for expected in ("<|user|>", "<|assistant|>", "<|end|>", "Thelossmask", "Figure8.1", "Baseagainstfinetuned",
+    assert f"learnstoanswerquestions(chapter{NUMBER})" in _text(pdf)  # the first chapter's map of the guide
+    for expected in ("<|user|>", "<|assistant|>", "<|end|>", "Thelossmask", f"Figure{NUMBER}.1", "Baseagainstfinetuned",
                      "95%(Wilson)", "Answersbeforeandafter"):
         assert expected in chapter
-    for row in accuracy_rows(qa_eval):  # every cell of the accuracy table, from qa_eval.json
-        assert re.sub(r"\s+", "", "".join(row)) in chapter
+    for kind, row in qa_eval["by_type"]["finetuned"].items():  # every row of the accuracy table
+        assert kind + str(row["n"]) + "".join(_cells(chat, kind)) in chapter
     for example in qa_eval["examples"]:
         assert re.sub(r"\s+", "", example["question"]) in chapter
     colour = " ".join(f"{c / 255:.4f}".rstrip("0").rstrip(".") for c in TRAINED) + " rg"
@@ -68,10 +83,11 @@ def test_mask_pieces_train_exactly_the_answer_and_its_end(runs):
 
 
 def test_base_run_guide_tells_its_chat_stage(runs, tmp_path):
-    """The quickstart's layout: the base run's guide finds chat/ and tells that finetune in chapter 8."""
-    base, _, qa_eval = runs
+    """The quickstart's layout: the base run's guide finds chat/ and tells that finetune in its chapter."""
+    base, chat, qa_eval = runs
     chapter = _chapter(build_report(base, tmp_path / "guide.pdf", bench_dir=tmp_path))
-    assert "Answersbeforeandafter" in chapter and "".join(accuracy_rows(qa_eval)[-1]).replace(" ", "") in chapter
+    everything = "all" + str(qa_eval["questions"]) + "".join(_cells(chat, "all"))
+    assert "Answersbeforeandafter" in chapter and everything in chapter
 
 
 def test_a_finetune_folder_missing_its_evaluation_and_mask_data_says_so(runs, tmp_path):
@@ -79,11 +95,21 @@ def test_a_finetune_folder_missing_its_evaluation_and_mask_data_says_so(runs, tm
     broken = tmp_path / "chat"
     shutil.copytree(chat, broken)
     (broken / "qa_eval.json").unlink()
-    config = json.loads((broken / "config.json").read_text())
-    config["data"]["corpus"] = str(tmp_path / "gone.jsonl")
-    (broken / "config.json").write_text(json.dumps(config))
     chapter = _chapter(build_report(broken, tmp_path / "guide.pdf", bench_dir=tmp_path))
     assert "Thelossmaskcannotbeshown" in chapter and "qa_eval.jsonismissing" in chapter
+
+
+def test_an_older_finetune_without_its_mask_example_gets_a_note_and_the_rest(runs, tmp_path):
+    """Finetunes from before qa_eval.json kept mask_example: the chapter says so and still scores the finetune."""
+    _, chat, _ = runs
+    old = tmp_path / "chat"
+    shutil.copytree(chat, old)
+    qa_eval = json.loads((old / "qa_eval.json").read_text())
+    del qa_eval["mask_example"]
+    (old / "qa_eval.json").write_text(json.dumps(qa_eval))
+    chapter = _chapter(build_report(old, tmp_path / "guide.pdf", bench_dir=tmp_path))
+    assert "Thelossmaskcannotbeshown" in chapter and "nomask_example" in chapter
+    assert "Baseagainstfinetuned" in chapter
 
 
 def test_a_run_without_finetune_shows_the_template_and_how_to_make_one(runs, tmp_path):

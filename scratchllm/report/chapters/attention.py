@@ -1,4 +1,4 @@
-"""Chapter 3, "Attention in five lines": the reference attention from the source, then this run's own queries,
+"""The chapter "Attention in five lines": the reference attention from the source, then this run's own queries,
 keys, scores and weights on the probe text, what each token looks at, and how attention changed during training.
 """
 

@@ -1,4 +1,4 @@
-"""Chapter 4, "The Transformer block": the block explained and drawn as this model's config builds it, its token
+"""The chapter "The Transformer block": the block explained and drawn as this model's config builds it, its token
 embeddings, its parameters part by part, and the block's source.
 """
 

@@ -1,4 +1,4 @@
-"""Chapter 8, "Teaching it to answer": instruction finetuning, told from a finetune run folder (the run itself, or
+"""The chapter "Teaching it to answer": instruction finetuning, told from a finetune run folder (the run itself, or
 the chat/ stage the quickstart leaves inside it): the chat template's turn tokens, the loss mask of a real training
 conversation with the trained tokens in colour, the finetune's loss curve, held-out accuracy of the base model, the
 finetuned model and the majority answer by question type with 95% intervals, and real answers before and after.
@@ -7,13 +7,13 @@ A run with no finetune gets the template, built on its own tokenizer, and a note
 
 from __future__ import annotations
 
-from scratchllm.chat import ASSISTANT, CHAT_TOKENS, END, SYSTEM, USER, add_chat_tokens, mask_spans, render_for_training
+from scratchllm.chat import add_chat_tokens, mask_spans
 from scratchllm.config import InputError
-from scratchllm.finetune import load_questions
 from scratchllm.report.collect import RunSummary
 from scratchllm.report.pdf import Book
 from scratchllm.report.tables import clean, figure, fmt, spread
 from scratchllm.runfolder import is_finite
+from scratchllm.tokenizer.chat_tokens import ASSISTANT, CHAT_TOKENS, END, SYSTEM, USER
 
 TITLE = "Teaching it to answer"
 ROLES = {SYSTEM: "opens an optional system turn: standing instructions", USER: "opens what the user asks",
@@ -33,22 +33,22 @@ def _template(book: Book, tokenizer) -> None:
 
 
 def mask_pieces(ft: RunSummary) -> list[tuple[str, str]]:
-    """The first training conversation of a finetune run, rendered and cut as training renders it (its config's data
-    and mask, its tokenizer, its context), as (text, "trained" | "untrained") pieces; an InputError says why not."""
-    data = ft.config.get("data") or {}
-    if ft.tokenizer is None or not data.get("corpus") or not ft.model_config.get("block_size"):
-        raise InputError("the run folder lacks the tokenizer, the data name or the context the mask is rendered with")
-    try:
-        train, _ = load_questions(str(data["corpus"]))
-    except OSError as e:
-        raise InputError(f"the finetuning data {data['corpus']} cannot be read here ({e.strerror or e})") from None
-    tokenizer = add_chat_tokens(ft.tokenizer)
-    rendered, *_ = render_for_training(tokenizer, [q.messages() for q in train[:1]], ft.model_config["block_size"] + 1,
-                                       data.get("mask", "assistant"))
-    if not rendered:
-        raise InputError("its first training conversation does not fit the model's context")
-    ids, mask = rendered[0]
-    return [(text, "trained" if on else "untrained") for text, on in mask_spans(tokenizer, ids, mask)]
+    """The first training conversation of a finetune run as training rendered and cut it (qa_eval.json's
+    mask_example, decoded with the run's tokenizer), as (text, "trained" | "untrained") pieces; an InputError says
+    why not."""
+    if ft.qa_eval is None:
+        raise InputError("qa_eval.json, which keeps the first training conversation, is missing or unreadable")
+    if ft.tokenizer is None:
+        raise InputError("the run folder's tokenizer.json is missing or unreadable")
+    example = ft.qa_eval.get("mask_example")
+    if not isinstance(example, dict):
+        raise InputError("this finetune's qa_eval.json has no mask_example (its first training conversation, "
+                         "which newer finetunes record)")
+    ids, mask = example.get("ids"), example.get("mask")
+    if not (isinstance(ids, list) and isinstance(mask, list) and ids and len(ids) == len(mask)
+            and all(isinstance(i, int) and 0 <= i < ft.tokenizer.vocab_size for i in ids)):
+        raise InputError("qa_eval.json's mask_example is not ids of the run's tokenizer with a mask as long")
+    return [(text, "trained" if on else "untrained") for text, on in mask_spans(ft.tokenizer, ids, mask)]
 
 
 def _mask(book: Book, ft: RunSummary) -> None:

@@ -1,5 +1,6 @@
-"""Chapter 1, "Your run at a glance", and the cover: the run in six lines, how to read bits per byte, and what the
-run folder lacks. The facts shown here (corpus, tokenizer, model, training, score, hardware) are the cover's too.
+"""The cover and the first chapter, "Your run at a glance": the run in six lines, how to read bits per byte, and
+what the run folder lacks. The facts shown here (corpus, tokenizer, model, training, score, hardware) are the
+cover's too.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def hardware_line(run: RunSummary) -> str:
 
 
 def facts(run: RunSummary) -> list[tuple[str, str]]:
-    """The key facts of the run, as (label, value) lines for the cover and chapter 1."""
+    """The key facts of the run, as (label, value) lines for the cover and this chapter."""
     return [("Corpus", _corpus_line(run)), ("Tokenizer", _tokenizer_line(run)), ("Model", _model_line(run)),
             ("Training", _training_line(run)), ("Final bits per byte", _result_line(run)),
             ("Hardware", hardware_line(run))]
@@ -86,20 +87,30 @@ def cover(book: Book, run: RunSummary, built: str) -> None:
     book.contents()
 
 
+def chapter_numbers() -> dict[str, int]:
+    """Each chapter's number in the guide by its module's name (glance -> 1): its place in chapters.CHAPTERS."""
+    from scratchllm.report.chapters import CHAPTERS  # imported here: that package imports this module first
+
+    return {chapter.__name__.rsplit(".", 1)[-1]: number for number, chapter in enumerate(CHAPTERS, start=1)}
+
+
 def write(book: Book, run: RunSummary) -> None:
+    n = chapter_numbers()
     book.chapter(TITLE)
     book.para("A language model is a function that reads a sequence of tokens and gives, for the next position, a "
               "probability for every token of its vocabulary. Training nudges its weights so the token that really "
               "came next gets a higher probability; sampling from those probabilities, one token at a time, writes "
-              "text. This guide walks that path in the order the code runs it: text becomes tokens (chapter 2), "
-              "tokens look at each other through attention (chapter 3) inside Transformer blocks (chapter 4), the "
-              "weights are trained (chapters 5 and 6), the model writes (chapter 7) and learns to answer questions "
-              "(chapter 8), and when something goes wrong, chapter 9 says what to look at.")
+              "text. This guide walks that path in the order the code runs it: text becomes tokens (chapter "
+              f"{n['tokenization']}), tokens look at each other through attention (chapter {n['attention']}) inside "
+              f"Transformer blocks (chapter {n['block']}), the weights are trained (chapters {n['training']} and "
+              f"{n['scaling']}), the model writes (chapter {n['samples']}) and learns to answer questions (chapter "
+              f"{n['finetuning']}), and when something goes wrong, chapter {n['troubleshooting']} says what to look "
+              "at.")
     book.table(["", "this run"], [list(f) for f in facts(run)], "The run in six lines.", "facts")
     status = run.summary.get("status")
     if status and status != "completed":
-        book.note(f"This run ended as “{status}”. " + str(run.summary.get("advice") or "See chapter 9 for what "
-                  "the doctor found."), "The run did not complete")
+        book.note(f"This run ended as “{status}”. " + str(run.summary.get("advice") or f"See chapter "
+                  f"{n['troubleshooting']} for what the doctor found."), "The run did not complete")
     _bits_per_byte(book, run)
     _about(book)
     if run.missing:

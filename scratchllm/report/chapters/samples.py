@@ -1,4 +1,4 @@
-"""Chapter 7, "Samples": how the model writes (sampling from the source, the KV cache and its measured speed-up),
+"""The chapter "Samples": how the model writes (sampling from the source, the KV cache and its measured speed-up),
 then what this run wrote at the end of training and, for contrast, early on.
 """
 

@@ -1,4 +1,4 @@
-"""Chapter 6, "Scaling out": data parallelism (DDP) and sharding (FSDP2), the commands that rerun this very run on
+"""The chapter "Scaling out": data parallelism (DDP) and sharding (FSDP2), the commands that rerun this very run on
 8 processes, the wrappers from the source, and the scaling the distributed benchmark measured.
 """
 

@@ -1,4 +1,4 @@
-"""Chapter 2, "Tokenization: from text to numbers": the BPE merge loop from the source, the first merges this run
+"""The chapter "Tokenization: from text to numbers": the BPE merge loop from the source, the first merges this run
 learned, how its tokenizer cuts words, how it compares with other tokenizers, and why BPE never meets an unknown word.
 """
 

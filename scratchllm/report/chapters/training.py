@@ -1,4 +1,4 @@
-"""Chapter 5, "Training": one optimisation step and the LR schedule from the source, this run's loss curves,
+"""The chapter "Training": one optimisation step and the LR schedule from the source, this run's loss curves,
 evaluations, events, speed and recipe, the memory-saving techniques with what the benchmarks measured of them, and
 the CPU speedrun against nanoGPT.
 """

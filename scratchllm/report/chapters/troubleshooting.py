@@ -1,4 +1,4 @@
-"""Chapter 9, "Troubleshooting": a table of common symptoms with their likely causes and fixes, then what the
+"""The chapter "Troubleshooting": a table of common symptoms with their likely causes and fixes, then what the
 doctor (doctor.json) found in this run, with its evidence.
 """
 
