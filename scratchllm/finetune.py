@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from scratchllm.assistant import evaluate_qa
-from scratchllm.chat import add_chat_tokens, grow_vocab, has_chat_tokens, make_batch, render_for_training, show_mask
+from scratchllm.chat import add_chat_tokens, grow_vocab, make_batch, render_for_training, show_mask
 from scratchllm.checkpoint import load_model
 from scratchllm.config import InputError, RecipeConfig, RunConfig, apply_overrides, from_dict, write_json
 from scratchllm.data import load_corpus, load_split
@@ -30,6 +30,7 @@ from scratchllm.runfolder import CONFIG, QA_EVAL, read_json
 from scratchllm.session import Start
 from scratchllm.sft_data import load_conversations, split_conversations
 from scratchllm.tokenizer import Tokenizer
+from scratchllm.tokenizer.chat_tokens import has_chat_tokens
 from scratchllm.train import train
 
 BUILTIN = "shakespeare-qa"

@@ -11,8 +11,8 @@ import json
 import pytest
 
 import scratchllm.finetune as ft
-from scratchllm.chat import END, USER
 from scratchllm.doctor import diagnose_run
+from scratchllm.tokenizer.chat_tokens import END, USER
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -10,14 +10,13 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scratchllm.chat import ASSISTANT, CHAT_TOKENS, END, ROLE_TOKENS, render_conversation, render_prompt
+from scratchllm.chat import render_conversation, render_prompt
 from scratchllm.checkpoint import load_model
 from scratchllm.cli import main
 from scratchllm.config import load_config
-from scratchllm.convert.chat_template import END as EXPORT_END
-from scratchllm.convert.chat_template import ROLES
 from scratchllm.finetune import finetune
 from scratchllm.generate import generate
+from scratchllm.tokenizer.chat_tokens import ASSISTANT, CHAT_TOKENS, END
 from scratchllm.train import train
 
 transformers = pytest.importorskip("transformers")
@@ -69,10 +68,6 @@ def exported(tmp_path_factory, tiny_text, one_thread):
 
 def hf_ids(hf_tok, messages, **kw) -> list[int]:
     return hf_tok.apply_chat_template(messages, return_dict=True, **kw)["input_ids"]
-
-
-def test_export_names_the_same_turn_tokens_as_chat():
-    assert {**ROLES, "end": EXPORT_END} == {**ROLE_TOKENS, "end": END}
 
 
 @settings(max_examples=60, deadline=None)

@@ -13,12 +13,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scratchllm.chat import has_chat_tokens
 from scratchllm.checkpoint import load_model
 from scratchllm.cli import main
 from scratchllm.finetune import ConversationStream, spread_over_kinds
 from scratchllm.qa import Question
 from scratchllm.runfolder import read_jsonl
+from scratchllm.tokenizer.chat_tokens import has_chat_tokens
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -12,10 +12,7 @@ from __future__ import annotations
 import json
 
 from scratchllm.tokenizer import Tokenizer
-from scratchllm.tokenizer.chat_tokens import BOS, END, has_chat_tokens
-from scratchllm.tokenizer.chat_tokens import ROLE_TOKENS as ROLES
-
-is_chat_tokenizer = has_chat_tokens  # a finetuned (chat) model's tokenizer: folder.py's name for the test
+from scratchllm.tokenizer.chat_tokens import BOS, END, ROLE_TOKENS
 
 
 def jinja_template(tokenizer: Tokenizer) -> str:
@@ -29,7 +26,7 @@ def jinja_template(tokenizer: Tokenizer) -> str:
     """
     bos = BOS if BOS in tokenizer.special_tokens else ""
     return "".join([
-        f"{{%- set roles = {json.dumps(ROLES)} -%}}",
+        f"{{%- set roles = {json.dumps(ROLE_TOKENS)} -%}}",
         f"{{{{- {json.dumps(bos)} -}}}}",
         "{%- for message in messages -%}",
         "{%- if message['role'] not in roles -%}",
@@ -41,5 +38,5 @@ def jinja_template(tokenizer: Tokenizer) -> str:
         "{%- endif -%}",
         f"{{{{- roles[message['role']] + message['content'] + {json.dumps(END)} -}}}}",
         "{%- endfor -%}",
-        f"{{%- if add_generation_prompt -%}}{{{{- {json.dumps(ROLES['assistant'])} -}}}}{{%- endif -%}}",
+        f"{{%- if add_generation_prompt -%}}{{{{- {json.dumps(ROLE_TOKENS['assistant'])} -}}}}{{%- endif -%}}",
     ])

@@ -20,10 +20,11 @@ from safetensors.torch import save as save_safetensors
 from scratchllm.config import InputError, atomic_write_bytes, atomic_write_text, write_json
 from scratchllm.convert import gpt2, llama, neox
 from scratchllm.convert.card import model_card
-from scratchllm.convert.chat_template import END, is_chat_tokenizer, jinja_template
+from scratchllm.convert.chat_template import jinja_template
 from scratchllm.convert.families import Family, family_for, family_of
 from scratchllm.model import GPT, GPTConfig
 from scratchllm.tokenizer import RegexTokenizer, Tokenizer, load_tokenizer
+from scratchllm.tokenizer.chat_tokens import END, has_chat_tokens
 from scratchllm.tokenizer.hf_export import export_hf as export_hf_tokenizer
 from scratchllm.tokenizer.hf_export import tokenizer_config
 
@@ -52,10 +53,8 @@ def _write_hf_tokenizer(tokenizer: RegexTokenizer, out_dir: Path, model_max_leng
     """tokenizer.json + tokenizer_config.json; a chat tokenizer's config gets <|end|> as its eos (bos stays
     <|endoftext|>), so generation stops at the end of a turn."""
     export_hf_tokenizer(tokenizer, out_dir / "tokenizer.json")
-    config = tokenizer_config(tokenizer, model_max_length, chat_template)
-    if is_chat_tokenizer(tokenizer):
-        config["eos_token"] = END
-        config["extra_special_tokens"] = [s for s in tokenizer.special_tokens if s not in (END, config["bos_token"])]
+    config = tokenizer_config(tokenizer, model_max_length, chat_template,
+                              eos=END if has_chat_tokens(tokenizer) else None)
     write_json(out_dir / "tokenizer_config.json", config)
 
 
@@ -69,12 +68,12 @@ def export_hf(model: GPT, out_dir: str | os.PathLike, tokenizer: Tokenizer | Non
     given, and makes <|end|> the eos of config.json and the tokenizer."""
     out_dir = Path(out_dir)
     hf_tokenizer = isinstance(tokenizer, RegexTokenizer)
-    if is_chat_tokenizer(tokenizer) and hf_tokenizer and chat_template is None:
+    if has_chat_tokens(tokenizer) and hf_tokenizer and chat_template is None:
         chat_template = jinja_template(tokenizer)
     _check_tokenizer(model, tokenizer, chat_template)
     specials = tokenizer.special_tokens if tokenizer is not None else {}
     family, hf_config, tensors = to_hf(model, specials.get("<|endoftext|>"))
-    if is_chat_tokenizer(tokenizer):
+    if has_chat_tokens(tokenizer):
         hf_config["eos_token_id"] = specials[END]
     atomic_write_bytes(out_dir / "model.safetensors", save_safetensors(tensors, {"format": "pt"}))
     if tokenizer is not None:

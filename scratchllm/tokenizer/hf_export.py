@@ -77,15 +77,20 @@ def export_hf(tok: RegexTokenizer, path: str | os.PathLike) -> None:
     atomic_write_text(path, json.dumps(to_hf_dict(tok), ensure_ascii=False, indent=1) + "\n")
 
 
-def tokenizer_config(tok: RegexTokenizer, model_max_length: int, chat_template: str | None = None) -> dict:
+def tokenizer_config(tok: RegexTokenizer, model_max_length: int, chat_template: str | None = None,
+                     eos: str | None = None) -> dict:
     """`tokenizer_config.json`: a plain fast tokenizer that adds no tokens of its own; "<|endoftext|>" (when we
-    have it) is its bos and eos, our other special tokens its extra special tokens."""
-    eos = "<|endoftext|>" if "<|endoftext|>" in tok.special_tokens else None
+    have it) is its bos, and its eos unless `eos` names another of our special tokens (a chat model's "<|end|>");
+    our other special tokens are its extra special tokens."""
+    bos = "<|endoftext|>" if "<|endoftext|>" in tok.special_tokens else None
+    if eos is not None and eos not in tok.special_tokens:
+        raise ValueError(f"eos {eos!r} is not one of the tokenizer's special tokens")
+    eos = eos if eos is not None else bos
     config = {
         "tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": model_max_length,
         "clean_up_tokenization_spaces": False, "add_bos_token": False, "add_eos_token": False,
-        "bos_token": eos, "eos_token": eos, "unk_token": None, "pad_token": None,
-        "extra_special_tokens": [s for s in tok.special_tokens if s != eos],
+        "bos_token": bos, "eos_token": eos, "unk_token": None, "pad_token": None,
+        "extra_special_tokens": [s for s in tok.special_tokens if s not in (bos, eos)],
     }
     if chat_template is not None:
         config["chat_template"] = chat_template
