@@ -3,17 +3,12 @@ vocabulary grows without moving old ids, and a batch with nothing to train on gi
 
 from __future__ import annotations
 
-from itertools import groupby
-
 import pytest
 import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from scratchllm.chat import (
-    ASSISTANT,
-    CHAT_TOKENS,
-    END,
     IGNORE,
     add_chat_tokens,
     conversation_text,
@@ -29,6 +24,7 @@ from scratchllm.chat import (
 from scratchllm.config import InputError
 from scratchllm.model import GPT, GPTConfig
 from scratchllm.tokenizer import CharTokenizer, train_bpe
+from scratchllm.tokenizer.chat_tokens import ASSISTANT, CHAT_TOKENS, END
 
 
 @pytest.fixture(scope="module")
@@ -194,7 +190,13 @@ def test_mask_spans_join_to_the_decoded_ids_and_follow_the_mask(tok, messages, m
     for ids, mask in rendered or [render_conversation(tok, messages, mask_name)]:
         spans = mask_spans(tok, ids, mask)
         assert "".join(text for text, _ in spans) == tok.decode(ids)
-        assert [trained for _, trained in spans] == [bool(k) for k, _ in groupby(mask)]
+        runs: list[tuple[bool, list[int]]] = []  # built token by token: a new run wherever the mask flips
+        for token, trained in zip(ids, mask, strict=True):
+            if runs and runs[-1][0] == bool(trained):
+                runs[-1][1].append(token)
+            else:
+                runs.append((bool(trained), [token]))
+        assert spans == [(tok.decode(run), trained) for trained, run in runs]
         assert all(text for text, _ in spans)
     assert mask_spans(tok, [], []) == []
 
