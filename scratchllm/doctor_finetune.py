@@ -13,6 +13,12 @@ from scratchllm.doctor_rules import DEFAULT, Finding, Thresholds, no_target
 from scratchllm.runfolder import is_finite
 
 
+def _part(qa_eval: dict, key: str) -> dict:
+    """qa_eval[key] when it is a JSON object, else {}: a hand-edited or damaged file gives no finding, no error."""
+    value = qa_eval.get(key)
+    return value if isinstance(value, dict) else {}
+
+
 def rule_never_ends(qa_eval: dict, th: Thresholds = DEFAULT) -> list[Finding]:
     """Fires when fewer than `end_rate` of the held-out answers end with <|end|> (qa_eval.json's end_rate)."""
     rate, leaks = qa_eval.get("end_rate"), qa_eval.get("leak_rate")
@@ -48,7 +54,8 @@ def rule_all_masked(metrics: list[dict], qa_eval: dict) -> list[Finding]:
     """Fires on any logged step with no trained target, or on training conversations with no trained token
     (qa_eval.json records.untrained): either is exact, so there is no threshold."""
     steps = [r.get("step") for r in metrics if r.get("kind") == "train" and no_target(r)]
-    untrained = (qa_eval.get("records") or {}).get("untrained") or 0
+    untrained = _part(qa_eval, "records").get("untrained")
+    untrained = untrained if isinstance(untrained, int) else 0
     if not steps and not untrained:
         return []
     shown = ", ".join(map(str, steps[:8])) + (" ..." if len(steps) > 8 else "")
@@ -66,7 +73,7 @@ def rule_all_masked(metrics: list[dict], qa_eval: dict) -> list[Finding]:
 def rule_truncated(qa_eval: dict, th: Thresholds = DEFAULT) -> list[Finding]:
     """Fires when more than `truncated_share` of the training conversations were dropped or cut to fit the context
     (qa_eval.json records: conversations, dropped, cut)."""
-    records = qa_eval.get("records") or {}
+    records = _part(qa_eval, "records")
     total, dropped, cut = (records.get(k) for k in ("conversations", "dropped", "cut"))
     if not (isinstance(total, int) and total > 0 and isinstance(dropped, int) and isinstance(cut, int)):
         return []
@@ -85,7 +92,7 @@ def rule_truncated(qa_eval: dict, th: Thresholds = DEFAULT) -> list[Finding]:
 def rule_forgetting(qa_eval: dict, th: Thresholds = DEFAULT) -> list[Finding]:
     """Fires when the finetuned model's bits/byte on the base corpus's held-out text (qa_eval.json base_corpus_bpb,
     both models scored on the same tokens) rose more than `forget_rise` above the base model's."""
-    bpb = qa_eval.get("base_corpus_bpb") or {}
+    bpb = _part(qa_eval, "base_corpus_bpb")
     before, after = bpb.get("base"), bpb.get("finetuned")
     if not (is_finite(before) and is_finite(after)) or before <= 0 or after <= before * (1 + th.forget_rise):
         return []

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from scratchllm.config import RunConfig, load_preset
+from scratchllm.config import RECIPE_MODES, InputError, RunConfig, load_preset
 from scratchllm.data import load_corpus
 from scratchllm.doctor import diagnose_run
 from scratchllm.finetune import BUILTIN, FROM_CORPUS, finetune
@@ -41,6 +41,8 @@ def quickstart_config(corpus: str = "shakespeare", minutes: float = 8.0, preset:
     """The preset's recipe, pointed at `corpus`, with training fitted to `minutes` of wall clock in all; `recipe`
     ("auto" or "fixed") replaces the preset's recipe.mode. The auto recipe is applied by `quickstart`, since it
     measures the machine."""
+    if recipe is not None and recipe not in RECIPE_MODES:
+        raise InputError(f"recipe must be one of {', '.join(RECIPE_MODES)}; got {recipe!r}")
     cfg = load_preset(preset)
     cfg.recipe.mode = recipe or cfg.recipe.mode
     cfg.data.corpus = corpus

@@ -95,3 +95,31 @@ def test_replaying_the_base_text_keeps_the_same_finetune_from_forgetting(finetun
     replayed = _finetune(*finetune_base, tmp_path / "run", 100)
     assert "forgetting" in learned and "forgetting" not in replayed
     assert "never_ends" not in replayed  # and the template is still learned
+
+
+def _hand_written_run(folder, qa_eval) -> None:
+    """A run folder of 30 logged steps and the given qa_eval.json, as a user might have edited it."""
+    steps = [{"kind": "train", "step": i + 1, "loss": 5.0 - 0.1 * i, "lr": 1e-3} for i in range(30)]
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in steps))
+    (folder / "qa_eval.json").write_text(json.dumps(qa_eval))
+
+
+@pytest.mark.parametrize("qa_eval", [
+    {"records": [1, 2], "base_corpus_bpb": [2.0, 3.0]},
+    {"records": {"conversations": "many", "dropped": None, "untrained": "3"}, "base_corpus_bpb": {"base": "x"}},
+    {"end_rate": "half", "leak_rate": [0.5], "records": "none"},
+    [{"records": {}}],
+])
+def test_doctor_reads_a_malformed_qa_eval_without_a_traceback(tmp_path, capsys, qa_eval):
+    from scratchllm.cli import main
+
+    _hand_written_run(tmp_path, qa_eval)
+    assert main(["doctor", str(tmp_path)]) == 0
+    findings = json.loads((tmp_path / "doctor.json").read_text())
+    assert not {f["rule"] for f in findings} & {"never_ends", "template_leak", "all_masked", "truncated", "forgetting"}
+
+
+def test_doctor_reads_a_hand_written_qa_eval(tmp_path):
+    _hand_written_run(tmp_path, {"records": {"conversations": 10, "dropped": 4, "cut": 4, "untrained": 0},
+                                 "base_corpus_bpb": {"base": 2.0, "finetuned": 4.0}, "end_rate": 1.0})
+    assert {"truncated", "forgetting"} <= {f.rule for f in diagnose_run(tmp_path)}

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from pypdf import PdfReader
 
-from scratchllm.quickstart import quickstart
+from scratchllm.config import InputError
+from scratchllm.quickstart import quickstart, quickstart_config
 
 
 def test_quickstart_leaves_a_complete_run_folder(tiny_corpus_file, tmp_path):
@@ -25,3 +27,9 @@ def test_quickstart_leaves_a_complete_run_folder(tiny_corpus_file, tmp_path):
     assert qa["questions"] > 0 and set(qa["accuracy"]) == {"finetuned", "base", "majority"}
     assert (run / "chat" / "doctor.json").is_file()  # the finetune is diagnosed too
     assert "Teaching it to answer" in text  # the guide is built after the finetune, so it tells it
+
+
+def test_an_unknown_recipe_is_one_input_error_before_anything_runs(tmp_path):
+    with pytest.raises(InputError, match="recipe must be one of auto, fixed; got 'Fixed'"):
+        quickstart_config(str(tmp_path / "corpus.txt"), recipe="Fixed")
+    assert quickstart_config(recipe="fixed").recipe.mode == "fixed"

@@ -15,7 +15,7 @@ from pypdf import PdfReader
 from scratchllm.finetune import finetune
 from scratchllm.report import CHAPTER_TITLES, build_report
 from scratchllm.report.chapters.finetuning import TITLE, mask_pieces
-from scratchllm.report.collect import collect_finetune
+from scratchllm.report.collect import collect_finetune, finetune_dir, is_finetune
 from scratchllm.report.pdf import TRAINED
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -118,3 +118,9 @@ def test_a_run_without_finetune_shows_the_template_and_how_to_make_one(runs, tmp
     shutil.copytree(base, plain, ignore=shutil.ignore_patterns("chat"))
     chapter = _chapter(build_report(plain, tmp_path / "guide.pdf", bench_dir=tmp_path))
     assert "<|assistant|>" in chapter and "Thisrunhasnofinetune" in chapter and "scratchllmfinetune" in chapter
+
+
+@pytest.mark.parametrize("tokenizer_file", ["[1, 2]", '{"special_tokens": ["<|user|>"]}', "not json"])
+def test_a_damaged_tokenizer_json_makes_no_finetune_and_no_error(tmp_path, tokenizer_file):
+    (tmp_path / "tokenizer.json").write_text(tokenizer_file)
+    assert not is_finetune(tmp_path) and finetune_dir(tmp_path) is None
