@@ -35,7 +35,8 @@ class Finding:
 
 @dataclass(frozen=True)
 class Thresholds:
-    """Where each rule fires; the values were measured on tiny real runs (see tests/test_doctor_runs.py)."""
+    """Where each rule fires; the values were measured on tiny real runs (see tests/test_doctor_runs.py; the
+    finetuning ones in benchmarks/SPEEDRUN.md, "Finetuning: measurements")."""
 
     explode_ratio: float = 3.0
     """Divergence: loss above this multiple of the best loss so far. Measured on a 2-layer, 64-wide GPT (BPE 300,
@@ -96,25 +97,20 @@ class Thresholds:
     slow_mfu: float = 0.05
     """Too slow: model FLOPs utilisation below this (nanoGPT's CPU baby GPT reaches ~0.4 of fp32 peak)."""
     end_rate: float = 0.9
-    """Never ends (finetune): share of held-out answers closed by <|end|> below this. The switch is sharp: a tiny
-    finetune (tiny preset, 40 number-word answers) ends 0% of its answers after 2 and 20 steps and 100% after 100
-    and 400. Built-in answers are a name or one verse line, well inside the 32 tokens the evaluation allows, so a
-    model that learned the template ends nearly all of them; 0.9 leaves room for a few rambling ones."""
+    """Never ends (finetune): share of held-out answers closed by <|end|> below this. A finetune that learned the
+    template ends nearly all of its short answers and one that did not ends almost none, so 0.9 only leaves room
+    for a few rambling ones."""
     leak_rate: float = 0.0
     """Template leakage (finetune): share of held-out answers cut short by a turn token the model wrote itself
-    above this. Every trained answer closes with <|end|>, never with another turn token, so one leak is learned
-    from the data (a renderer or a file that runs turns together), not noise: the same tiny runs leak 0 times."""
+    above this. Trained answers close only with <|end|>, so a single leak is learned from the data, not noise."""
     truncated_share: float = 0.05
     """Truncated answers (finetune): share of training conversations dropped (the answer alone exceeds the
-    context) or cut (the front of the question lost) above this. A built-in question says what it asks in its
-    first words ("Who speaks this line: ..."), so each cut one is unanswerable in training, and the ceiling on
-    accuracy falls by that share: 5 points is half the 10-point margin a finetune must win by. Measured: the
-    built-in set at context 64 with a 300-token BPE cuts 89% (9,493 of 10,706) and drops 2."""
+    context) or cut (the front of the question lost) above this. A cut question is unanswerable in training, so
+    the share comes straight off the accuracy a finetune can reach: more than 5 points is worth fixing."""
     forget_rise: float = 0.05
     """Forgetting (finetune): the finetuned model's bits/byte on the base corpus's held-out text above the base
-    model's by more than this fraction. Tiny preset, same 32k held-out tokens: 30 steps on the built-in Shakespeare
-    questions +0.7%, 2 steps on number words +0.07%, 20 steps +12%, 100 steps +77%, 400 steps +129%."""
-
+    model's by more than this fraction. Light finetunes stay within about 1% and damaging ones rise by tens of
+    percent, so 5% separates them with room on both sides."""
 
 DEFAULT = Thresholds()
 
