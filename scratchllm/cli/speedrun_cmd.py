@@ -11,12 +11,18 @@ import sys
 
 def _run_speedrun(args) -> int:
     from scratchllm.config import write_json
-    from scratchllm.speedrun import PREFIX_CHARS, load_speedrun_config, load_speedrun_preset, speedrun
+    from scratchllm.speedrun import (
+        PREFIX_CHARS,
+        load_speedrun_config,
+        load_speedrun_preset,
+        override_keys,
+        speedrun,
+    )
 
     config = (load_speedrun_config(args.config, args.overrides) if args.config
               else load_speedrun_preset(args.minutes, args.overrides))
     report = speedrun(args.minutes, config, corpus=args.corpus, prefix_chars=None if args.full else PREFIX_CHARS,
-                      out_dir=args.run, progress=True)
+                      out_dir=args.run, progress=True, set_by_hand=override_keys(args.overrides))
     print(f"val {report['bpb']['val']:.3f} bits/byte, holdout (last 10% of the corpus) "
           f"{report['bpb']['holdout']:.3f} bits/byte after {report['steps']} steps in {report['train_seconds']:.0f} s "
           f"({report['tokens_per_s']:,.0f} tokens/s, MFU {report['mfu']:.0%}, peak {report['peak_rss_mb']:.0f} MiB)")

@@ -84,7 +84,16 @@ def test_prompt_streams_tokens_and_hover_shows_bars(page, tmp_path):
     page.save_screenshot(str(tmp_path / "generate.png"))
 
 
-def test_stop_button_ends_the_generation_on_the_server(page, live_server):
+def test_stop_button_ends_the_generation_on_the_server(page, live_server, monkeypatch):
+    from scratchllm.serve.engine import Generation
+
+    step = Generation.step
+
+    def slow_step(self):  # 1,024 tokens of the tiny model can all arrive before a click on a fast machine
+        time.sleep(0.01)
+        return step(self)
+
+    monkeypatch.setattr(Generation, "step", slow_step)
     _, app = live_server
     tokens = page.find_element("id", "max-new-tokens")
     tokens.clear()
