@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import sys
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,6 +14,8 @@ import torch
 from scratchllm.config import load_config
 from scratchllm.data import load_corpus
 from scratchllm.train import train
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 @pytest.fixture(scope="session")
@@ -74,3 +79,23 @@ def threads(request):
     of reductions, so a property must hold under each."""
     with _torch_threads(request.param):
         yield request.param
+
+
+@pytest.fixture(scope="session")
+def load_benchmark():
+    """load_benchmark(name) imports benchmarks/NAME.py (a folder of scripts, not a package) once per session. The
+    module is registered in sys.modules while the session runs, since a dataclass there looks its module up."""
+    loaded: dict = {}
+
+    def load(name: str):
+        if name not in loaded:
+            spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            spec.loader.exec_module(module)
+            loaded[name] = module
+        return loaded[name]
+
+    yield load
+    for name in loaded:
+        sys.modules.pop(name, None)

@@ -4,7 +4,6 @@ timed-out or unrun part is reported as such; the report is written through confi
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -14,7 +13,6 @@ import torch
 from scratchllm.config import GPTConfig
 from scratchllm.model import GPT
 
-REPORT_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_report.py"
 TINY_MODEL = {"vocab_size": 64, "block_size": 16, "n_layer": 1, "n_head": 2, "n_embd": 16}
 PEAK = {"device": "NVIDIA H100 80GB HBM3", "dtype": "bfloat16", "matmul_n": 8192, "measured_flops": 700e12,
         "spec_flops": 989e12, "spec_source": "NVIDIA datasheet"}
@@ -29,11 +27,8 @@ failures="1" skipped="1" tests="3" time="9.1" timestamp="2026-12-05T07:02:09" ho
 
 
 @pytest.fixture(scope="module")
-def gpu_report():
-    spec = importlib.util.spec_from_file_location("gpu_report", REPORT_PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def gpu_report(load_benchmark):
+    return load_benchmark("gpu_report")
 
 
 def write_part(work: Path, name: str, rc: int, ms: int, log: str = "") -> None:

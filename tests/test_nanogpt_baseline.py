@@ -4,22 +4,15 @@ as honest as this bar; benchmarks/SPEEDRUN.md lists every difference that remain
 
 from __future__ import annotations
 
-import importlib.util
 import math
-from pathlib import Path
 
 import pytest
 import torch
 
-BASELINE_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "nanogpt_baseline.py"
-
 
 @pytest.fixture(scope="module")
-def baseline():
-    spec = importlib.util.spec_from_file_location("nanogpt_baseline", BASELINE_PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def baseline(load_benchmark):
+    return load_benchmark("nanogpt_baseline")
 
 
 def nanogpt_get_lr(it: int, learning_rate: float, min_lr: float, warmup_iters: int, lr_decay_iters: int) -> float:

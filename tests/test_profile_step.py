@@ -3,26 +3,15 @@ micro-batch of a step, and its results go through config.write_json. The timings
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-PROFILE_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "profile_step.py"
-
 
 @pytest.fixture(scope="module")
-def profile_step():
-    spec = importlib.util.spec_from_file_location("profile_step", PROFILE_PATH)
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch = pytest.MonkeyPatch()
-    monkeypatch.setitem(sys.modules, "profile_step", module)  # its dataclass looks its module up there
-    spec.loader.exec_module(module)
-    yield module
-    monkeypatch.undo()
+def profile_step(load_benchmark):
+    return load_benchmark("profile_step")
 
 
 def test_step_time_counts_every_micro_batch(profile_step, one_thread):

@@ -3,25 +3,17 @@ another rule are stale and left out of the table. The sweeps themselves take min
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-REGRET_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "recipe_regret.py"
+RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 
 
 @pytest.fixture(scope="module")
-def regret():
-    spec = importlib.util.spec_from_file_location("recipe_regret", REGRET_PATH)
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch = pytest.MonkeyPatch()
-    monkeypatch.setitem(sys.modules, "recipe_regret", module)
-    spec.loader.exec_module(module)
-    yield module
-    monkeypatch.undo()
+def regret(load_benchmark):
+    return load_benchmark("recipe_regret")
 
 
 def _point(minutes, sweep, regret, constants, best="rule"):
@@ -49,6 +41,6 @@ def test_points_of_another_rule_are_stale(regret):
 
 
 def test_the_committed_results_mark_the_old_rules_point_stale(regret):
-    saved = json.loads((REGRET_PATH.parent / "results" / "recipe_regret.json").read_text())
+    saved = json.loads((RESULTS / "recipe_regret.json").read_text())
     old = [p for p in saved["points"] if p["rule"]["chosen"]["shape"] not in regret.rule_constants()["shapes"]]
     assert old and all(regret.is_stale(p, regret.rule_constants()) for p in old)
