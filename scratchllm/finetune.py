@@ -58,22 +58,23 @@ class ConversationStream:
         self._begin(0, 0)
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
-        draw = np.random.default_rng((self.seed, self.epoch, self.position, 1))
+        key = (self.seed, self.epoch, self.position)  # where this batch starts: its replay windows' seed
+        wanted = self.batch_size - self.replay_rows
         picked: list[int] = []
-        while len(picked) < self.batch_size - self.replay_rows:
+        while len(picked) < wanted:
             if self.position == len(self.order):
                 self._begin(self.epoch + 1, 0)
-            take = self.order[self.position:self.position + self.batch_size - self.replay_rows - len(picked)].tolist()
+            take = self.order[self.position:self.position + wanted - len(picked)].tolist()
             picked += take
             self.position += len(take)
         rows = [self.rendered[i] for i in picked]
-        return make_batch(rows + self._replay_windows(draw, max(len(ids) for ids, _ in rows)), device=self.device)
+        return make_batch(rows + self._replay_windows(key, max(len(ids) for ids, _ in rows)), device=self.device)
 
-    def _replay_windows(self, draw: np.random.Generator, length: int) -> list[tuple[list[int], list[int]]]:
+    def _replay_windows(self, key: tuple[int, int, int], length: int) -> list[tuple[list[int], list[int]]]:
         if not self.replay_rows:
             return []
         length = min(length, len(self.replay))
-        starts = draw.integers(0, len(self.replay) - length + 1, size=self.replay_rows)
+        starts = np.random.default_rng((*key, 1)).integers(0, len(self.replay) - length + 1, size=self.replay_rows)
         return [(self.replay[s:s + length].tolist(), [1] * length) for s in starts]
 
     def get_state(self) -> torch.Tensor:
