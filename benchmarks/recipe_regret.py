@@ -158,7 +158,7 @@ def rule_constants() -> dict:
 
     return {"shapes": [s.name for s in recipe.SHAPES], "min_steps": recipe.MIN_STEPS,
             "wd_per_pass": recipe.WD_PER_PASS, "wd_range": list(recipe.WD_RANGE),
-            "warmdown_frac": recipe.WARMDOWN_FRAC}
+            "warmdown_frac": recipe.WARMDOWN_FRAC, "compile_speedup": recipe.COMPILE_SPEEDUP}
 
 
 def point_key(point: dict) -> tuple:
