@@ -122,19 +122,8 @@ def variant_runner(name: str, preset: str, overrides: list[str]) -> Runner:
 
 
 def matmul_peaks(dtype: torch.dtype, repeats: int = 50) -> dict[str, float]:
-    """Best FLOP/s of torch.matmul at each of PEAK_SHAPES (best of `repeats` after one warm-up). The loop of
-    metrics._best_matmul_flops, which times square n x n matmuls only: given an (m, k, n) shape it could serve both."""
-    gen = torch.Generator().manual_seed(0)
-    peaks = {}
-    for m, k, n in PEAK_SHAPES:
-        a, b = torch.randn(m, k, generator=gen).to(dtype), torch.randn(k, n, generator=gen).to(dtype)
-        best = float("inf")
-        for _ in range(repeats + 1):
-            start = time.perf_counter()
-            torch.matmul(a, b)
-            best = min(best, time.perf_counter() - start)
-        peaks[f"{m}x{k} @ {k}x{n}"] = 2.0 * m * k * n / best
-    return peaks
+    """Best FLOP/s of torch.matmul at each of PEAK_SHAPES (metrics.matmul_flops, best of `repeats`)."""
+    return {f"{m}x{k} @ {k}x{n}": metrics.matmul_flops(dtype, (m, k, n), repeats=repeats) for m, k, n in PEAK_SHAPES}
 
 
 # ----------------------------------------------------------------------------- the profile

@@ -69,16 +69,25 @@ def matmul_peak_flops(dtype="float32", device="cpu", n: int | None = None, repea
 
     dt = getattr(torch, dtype) if isinstance(dtype, str) else dtype
     tf32 = str(device).startswith("cuda") and torch.backends.cuda.matmul.allow_tf32
-    return _best_matmul_flops(dt, str(device), n or matmul_size(device), repeats, torch.get_num_threads(), tf32)
+    return _cached_peak(dt, str(device), n or matmul_size(device), repeats, torch.get_num_threads(), tf32)
 
 
 @functools.cache
-def _best_matmul_flops(dt, device: str, n: int, repeats: int, threads: int, tf32: bool) -> float:
+def _cached_peak(dt, device: str, n: int, repeats: int, threads: int, tf32: bool) -> float:
+    """matmul_flops of an n x n matmul; `threads` and `tf32` only key the cache."""
+    return matmul_flops(dt, (n, n, n), device, repeats)
+
+
+def matmul_flops(dtype, shape: tuple[int, int, int], device="cpu", repeats: int = 20) -> float:
+    """Best FLOP/s of an (m x k) @ (k x n) matmul, `shape` = (m, k, n), over `repeats` after one warm-up, measured
+    afresh on each call: the roof of MFU at a model's own shapes (benchmarks/profile_step.py)."""
     import torch
 
+    dt = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+    m, k, n = shape
     gen = torch.Generator(device).manual_seed(0)  # its own: measuring must not move the training's RNG
-    a = torch.randn(n, n, device=device, generator=gen).to(dt)
-    b = torch.randn(n, n, device=device, generator=gen).to(dt)
+    a = torch.randn(m, k, device=device, generator=gen).to(dt)
+    b = torch.randn(k, n, device=device, generator=gen).to(dt)
     best = float("inf")
     for _ in range(repeats + 1):  # the first round warms up
         _sync(device)
@@ -86,7 +95,7 @@ def _best_matmul_flops(dt, device: str, n: int, repeats: int, threads: int, tf32
         a @ b
         _sync(device)
         best = min(best, time.perf_counter() - t0)
-    return 2.0 * n**3 / best
+    return 2.0 * m * k * n / best
 
 
 def _sync(device) -> None:

@@ -41,6 +41,14 @@ def test_matmul_peak_is_plausible():
     assert "threads" in metrics.hardware_name("cpu")
 
 
+def test_matmul_flops_counts_two_m_k_n_per_second_of_its_fastest_round(monkeypatch):
+    """A clock that advances 1 s per reading makes every round take 1 s: the answer is then the FLOP count of one
+    (m x k) @ (k x n) product, for a shape whose three sides differ."""
+    ticks = iter(range(10_000))
+    monkeypatch.setattr(metrics.time, "perf_counter", lambda: next(ticks))
+    assert metrics.matmul_flops("float32", (48, 80, 16), repeats=3) == 2 * 48 * 80 * 16
+
+
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
 def test_peak_rss_is_at_least_the_current_rss_the_kernel_reports():
     block = bytearray(64 * 2**20)
