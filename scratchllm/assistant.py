@@ -13,12 +13,13 @@ import codecs
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-from scratchllm.chat import CHAT_TOKENS, END, Message, has_chat_tokens, render_prompt
+from scratchllm.chat import Message, render_prompt
 from scratchllm.config import InputError
 from scratchllm.generate import iter_tokens
 from scratchllm.model import GPT
 from scratchllm.qa import Question, accuracy_by_kind, few_shot_prompt, first_line, majority_replies
 from scratchllm.tokenizer import Tokenizer
+from scratchllm.tokenizer.chat_tokens import CHAT_TOKENS, END, has_chat_tokens
 
 
 @dataclass

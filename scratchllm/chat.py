@@ -19,8 +19,6 @@ from scratchllm.config import InputError
 from scratchllm.model import GPT
 from scratchllm.tokenizer import Tokenizer
 from scratchllm.tokenizer.chat_tokens import ASSISTANT, BOS, CHAT_TOKENS, END, ROLE_TOKENS, has_chat_tokens
-from scratchllm.tokenizer.chat_tokens import SYSTEM as SYSTEM  # re-exported: callers take every turn token from chat
-from scratchllm.tokenizer.chat_tokens import USER as USER
 
 IGNORE = -1  # the target id GPT.forward's cross-entropy skips (ignore_index=-1)
 MASKS = ("assistant", "all")

@@ -9,12 +9,13 @@ import pytest
 import torch
 
 from scratchllm.assistant import chat_reply, evaluate_qa, fit_prompt
-from scratchllm.chat import END, USER, add_chat_tokens, render_prompt
+from scratchllm.chat import add_chat_tokens, render_prompt
 from scratchllm.checkpoint import save_model
 from scratchllm.cli import main
 from scratchllm.model import GPT, GPTConfig
 from scratchllm.qa import Question
 from scratchllm.tokenizer import train_bpe
+from scratchllm.tokenizer.chat_tokens import END, USER
 
 ASK = [{"role": "user", "content": "Who is Hamlet?"}]
 
