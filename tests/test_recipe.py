@@ -81,18 +81,18 @@ def test_predict_worked_examples():
 
 
 def test_choose_on_each_side_of_min_steps():
-    assert MIN_STEPS == 800 and NAMES == ["3x256", "3x320"]  # both shapes step 32 x 128 = 4,096 tokens
-    # 3x320 at 33,000 tokens/s for 100 s: 3.3M tokens, 805 steps >= 800: the larger shape, 6.6 passes, wd 1.32
-    big = choose({"3x256": 50_000, "3x320": 33_000}, 100, 500_000)
-    assert (big.shape, big.chosen.steps, big.overrides["train.weight_decay"]) == ("3x320", 805, 1.32)
+    assert MIN_STEPS == 2000 and NAMES == ["3x256", "3x320"]  # both shapes step 32 x 128 = 4,096 tokens
+    # 3x320 at 82,000 tokens/s for 100 s: 8.2M tokens, 2,001 steps >= 2,000: the larger shape, 16.4 passes, wd 3.28
+    big = choose({"3x256": 120_000, "3x320": 82_000}, 100, 500_000)
+    assert (big.shape, big.chosen.steps, big.overrides["train.weight_decay"]) == ("3x320", 2001, 3.28)
     assert big.overrides["model.n_embd"] == 320 and big.because["shape"].startswith("3x320: the largest")
-    # at 32,000 tokens/s it makes 781 steps: the smaller shape, which makes 1,220 (10 passes, wd 2.0)
-    small = choose({"3x256": 50_000, "3x320": 32_000}, 100, 500_000)
-    assert (small.shape, small.chosen.steps, small.overrides["train.weight_decay"]) == ("3x256", 1220, 2.0)
-    # neither makes 800 (244 and 195 steps): the smallest, and the record says why
+    # at 81,000 tokens/s it makes 1,977 steps: the smaller shape, which makes 2,929 (24 passes, wd 4.8)
+    small = choose({"3x256": 120_000, "3x320": 81_000}, 100, 500_000)
+    assert (small.shape, small.chosen.steps, small.overrides["train.weight_decay"]) == ("3x256", 2929, 4.8)
+    # neither makes 2,000 (244 and 195 steps): the smallest, and the record says why
     slow = choose({"3x256": 10_000, "3x320": 8_000}, 100, 500_000)
     assert (slow.shape, slow.chosen.steps) == ("3x256", 244)
-    assert slow.because["shape"] == "3x256: no shape makes 800 steps, so the smallest"
+    assert slow.because["shape"] == "3x256: no shape makes 2000 steps, so the smallest"
 
 
 def test_grad_accum_multiplies_the_tokens_a_step():
