@@ -63,9 +63,9 @@ SHAPE_KEYS = tuple(SHAPES[0].overrides())
 """What a Shape sets: layers, heads, width, context, tied head, batch, LR and its floor. They travel together, so
 a --set of any of them keeps the config's whole shape (`kept_because`)."""
 MIN_STEPS = 2000
-"""A larger shape is chosen only when the budget buys it this many optimizer steps: 3x320 lost to 3x256 in every
-race measured, by less the longer the race (EPYC: 0.027 bits/byte at 294 steps, 0.007 at 1,038; the faster
-machine's 5 minutes: 0.004), so it is taken only beyond them (MEASUREMENTS)."""
+"""A larger shape is chosen only when the budget buys it this many optimizer steps: 3x320 lost to 3x256 by less the
+longer the race (EPYC: 0.027 bits/byte at 294 steps, 0.007 at 1,038; the faster machine's 5 minutes: 0.004) and
+won at 3,823 (EPYC, 10 minutes: 0.004), so it is taken only beyond the races it lost (MEASUREMENTS)."""
 WD_PER_PASS = 0.2
 """Weight decay per pass over the training split: 2 at 10 passes and 4 at 20, the best decays measured at ~8-10
 and ~20 passes (MEASUREMENTS)."""
