@@ -24,6 +24,8 @@ from pathlib import Path
 from scratchllm.metrics import hardware_info
 
 HERE = Path(__file__).resolve().parent
+# Issue 21's bars on the val ratio: (minutes, whole corpus?) -> the most it may be. Other races have none.
+BARS = {(1.0, False): 0.80, (5.0, False): 0.83, (5.0, True): 0.75}
 
 
 def run_baseline(minutes: float, prefix_bytes: int | None, threads: int) -> dict:
@@ -73,15 +75,16 @@ def compare(minutes: float, prefix_bytes: int | None, threads: int, preset: str 
     baseline = in_fresh_process(run_baseline, minutes, prefix_bytes, threads)
     ours = in_fresh_process(run_ours, minutes, prefix_bytes, threads, preset)
     ratios = {k: ours["bpb"][k] / baseline["bpb"][k] for k in ("val", "holdout")}
-    return {"minutes": minutes, "corpus_bytes": prefix_bytes or "all", "ratio": ratios,
-            "baseline": baseline, "ours": ours}
+    bar = BARS.get((minutes, prefix_bytes is None))
+    return {"minutes": minutes, "corpus_bytes": prefix_bytes or "all", "ratio": ratios, "bar": bar,
+            "bar_met": None if bar is None else ratios["val"] <= bar, "baseline": baseline, "ours": ours}
 
 
 def print_row(result: dict) -> None:
     b, o = result["baseline"], result["ours"]
     print(f"{result['minutes']:>5g} min  corpus {str(result['corpus_bytes']):>9}  "
           f"baseline {b['bpb']['val']:.3f} ({b['steps']} steps)  ours {o['bpb']['val']:.3f} ({o['steps']} steps)  "
-          f"ratio {result['ratio']['val']:.3f}  holdout ratio {result['ratio']['holdout']:.3f}  "
+          f"ratio {result['ratio']['val']:.3f} (bar {result['bar']})  holdout ratio {result['ratio']['holdout']:.3f}  "
           f"load {b['load_avg_1min'][0]:.1f}/{o['load_avg_1min'][1]:.1f}", flush=True)
 
 
@@ -105,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
         results.append(compare(minutes, prefix, threads, args.preset))
         print_row(results[-1])
         machine = {**hardware_info(), "date": time.strftime("%Y-%m-%d %H:%M"), "threads": threads}
-        write_json(args.out, {"machine": machine, "bar": 0.85, "runs": results})
+        write_json(args.out, {"machine": machine, "runs": results})
 
 
 if __name__ == "__main__":
