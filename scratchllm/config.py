@@ -220,7 +220,7 @@ class DataConfig:
     mask: str = "assistant"
     """Finetuning only: which tokens of a conversation are trained: "assistant" (the replies and their end token)
     or "all" (the prompt too)."""
-    replay: float = 0.2
+    replay: float = 0.4
     """Finetuning only: the share of each batch's rows that are windows of the base run's own training text, all
     trained, so the model keeps its first job while it learns the new one (0 = conversations only)."""
 

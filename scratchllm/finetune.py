@@ -20,7 +20,7 @@ import torch
 from scratchllm.assistant import evaluate_qa
 from scratchllm.chat import add_chat_tokens, grow_vocab, make_batch, render_for_training, show_mask
 from scratchllm.checkpoint import load_model
-from scratchllm.config import InputError, RecipeConfig, RunConfig, apply_overrides, from_dict, write_json
+from scratchllm.config import DataConfig, InputError, RecipeConfig, RunConfig, apply_overrides, from_dict, write_json
 from scratchllm.data import load_corpus, load_split
 from scratchllm.device import resolve_device
 from scratchllm.evaluate import exact_bpb
@@ -36,6 +36,7 @@ from scratchllm.train import train
 BUILTIN = "shakespeare-qa"
 FROM_CORPUS = "corpus-qa:"  # corpus-qa:PATH: next-line and fill-the-gap questions made from any corpus
 FORGET_TOKENS = 32_768  # held-out base-corpus tokens scored before and after finetuning: seconds on 2 cores
+LR_SCALE = 0.5  # the finetune's peak (and floor) LR against the base run's: SPEEDRUN.md, "Finetuning: measurements"
 
 
 class ConversationStream:
@@ -127,15 +128,19 @@ def spread_over_kinds(questions: list[Question], count: int) -> list[Question]:
 
 
 def finetune_config(base: dict, data: str, minutes: float, mask: str, overrides: list[str]) -> RunConfig:
-    """The base run's config with a finetuning budget: `minutes` of training, a flat LR that falls over the last
-    half, no weight decay, no compilation (batches change shape), frequent evaluation of the held-out answers; then
+    """The base run's config with a finetuning budget: `minutes` of training, LR_SCALE of the base's LR, flat then
+    falling over the last half, no weight decay, no compilation (batches change shape), frequent evaluation of the
+    held-out answers, the default share of replayed base text (not what the base run's config recorded); then
     overrides. The base recipe's decay is sized for many passes over the corpus; here it pulls the learned weights
-    toward zero instead (benchmarks/SPEEDRUN.md has the measurement)."""
+    toward zero instead. The lower LR and the replay keep the base corpus's bits/byte within the doctor's
+    forgetting threshold (benchmarks/SPEEDRUN.md has the measurements)."""
     cfg = from_dict(RunConfig, base)
     t = dataclasses.replace(cfg.train, max_minutes=minutes, max_steps=0, schedule="wsd", warmdown_frac=0.5,
+                            lr=cfg.train.lr * LR_SCALE, min_lr=cfg.train.min_lr * LR_SCALE,
                             weight_decay=0.0, warmup_steps=20, compile=False, eval_every=50, eval_batches=4,
                             checkpoint_every=100, record_attention_every=0, probe_text="")
-    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, corpus=data, mask=mask), train=t,
+    data_cfg = dataclasses.replace(cfg.data, corpus=data, mask=mask, replay=DataConfig.replay)
+    cfg = dataclasses.replace(cfg, data=data_cfg, train=t,
                               recipe=RecipeConfig(mode="fixed"))  # these settings, not the base run's recipe.why
     return apply_overrides(cfg, overrides)
 
