@@ -205,7 +205,9 @@ def server(app: FastAPI) -> object:
 
 
 def serve(run_dir, host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Serve the workbench until Ctrl-C (uvicorn re-raises it as KeyboardInterrupt once it has stopped)."""
+    """Serve the workbench until Ctrl-C, which ends in KeyboardInterrupt (the CLI's exit 130) once uvicorn has
+    stopped. uvicorn re-raises the signal it caught, but when that lands after its event loop's last step the loop
+    ends quietly, so a server that was asked to stop raises it here too."""
     app = create_app(run_dir, local_only=is_loopback(host))
     sock = bind(host, port)
     shown = f"[{host}]" if ":" in host else host
@@ -214,4 +216,7 @@ def serve(run_dir, host: str = "127.0.0.1", port: int = 8000) -> None:
         print(f"listening on {host} only: other machines cannot connect (--host 0.0.0.0 to share on a network)")
     else:
         print(f"warning: listening on {host}: anyone who can reach this machine can use the model")
-    server(app).run(sockets=[sock])
+    running = server(app)
+    running.run(sockets=[sock])
+    if running.started and running.should_exit:
+        raise KeyboardInterrupt
