@@ -17,10 +17,16 @@ def tf32_restored():
     torch.backends.cuda.matmul.allow_tf32 = before
 
 
-def test_matmul_roof_size_is_large_on_cuda_and_cheap_elsewhere():
-    assert metrics.matmul_size("cpu") == metrics.matmul_size(torch.device("cpu")) == 1024
-    assert metrics.matmul_size("cuda") == metrics.matmul_size(torch.device("cuda", 1)) == 8192
-    assert metrics.matmul_size("mps") == 1024
+def test_the_roof_is_measured_at_the_devices_size_and_a_gpu_gets_the_larger(monkeypatch):
+    shapes = []
+    monkeypatch.setattr(metrics, "matmul_flops", lambda dt, shape, device, repeats: shapes.append(shape) or 1.0)
+    metrics._cached_peak.cache_clear()
+    metrics.matmul_peak_flops("float32", "cpu", repeats=1)
+    metrics.matmul_peak_flops("float32", "cpu", n=64, repeats=1)
+    metrics._cached_peak.cache_clear()
+    side = metrics.matmul_size(torch.device("cpu"))
+    assert shapes == [(side, side, side), (64, 64, 64)]
+    assert metrics.matmul_size("cuda:1") == metrics.matmul_size(torch.device("cuda")) > side
 
 
 @pytest.mark.parametrize("name", ["auto", "float32", "bfloat16"])
