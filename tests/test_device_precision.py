@@ -27,6 +27,7 @@ def test_the_roof_is_measured_at_the_devices_size_and_a_gpu_gets_the_larger(monk
     side = metrics.matmul_size(torch.device("cpu"))
     assert shapes == [(side, side, side), (64, 64, 64)]
     assert metrics.matmul_size("cuda:1") == metrics.matmul_size(torch.device("cuda")) > side
+    assert metrics.matmul_size("mps") == side
 
 
 @pytest.mark.parametrize("name", ["auto", "float32", "bfloat16"])
